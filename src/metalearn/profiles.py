@@ -1,0 +1,90 @@
+"""Run profiles: one variable, ``METALEARN_PROFILE``, sets every budget in the book.
+
+Three profiles exist:
+
+``smoke``
+    Seconds per notebook. Used by CI (``nbval``) to prove that every notebook
+    runs; its numbers are not meant to be read.
+``short``
+    Minutes on a laptop CPU, and still shows real learning. The outputs stored
+    in the committed notebooks come from this profile (or from ``paper``).
+``paper``
+    The published protocol (600 test episodes, full training), for a GPU.
+
+The default is ``paper`` when CUDA is available and ``short`` otherwise.
+Chapters read their budgets from the :class:`Profile` returned by
+:func:`get_profile`; no chapter hard-codes a budget.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+ENV_VAR = "METALEARN_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The budgets of one run profile."""
+
+    name: str  # "smoke", "short" or "paper"
+    description: str  # one line for the run header
+    eval_episodes: int  # fixed test episodes per setting (600 is the standard)
+    eval_queries: int  # query examples per class in a test episode
+    eval_seed: int  # seed of the fixed test episodes shared by all chapters
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="seconds per notebook; proves the code runs (CI)",
+        eval_episodes=20,
+        eval_queries=5,
+        eval_seed=2024,
+    ),
+    "short": Profile(
+        name="short",
+        description="minutes on a laptop CPU; shows real learning",
+        eval_episodes=600,
+        eval_queries=15,
+        eval_seed=2024,
+    ),
+    "paper": Profile(
+        name="paper",
+        description="the published protocol; meant for a GPU",
+        eval_episodes=600,
+        eval_queries=15,
+        eval_seed=2024,
+    ),
+}
+
+
+def default_profile_name() -> str:
+    """``"paper"`` when CUDA is available, else ``"short"``."""
+    return "paper" if torch.cuda.is_available() else "short"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the profile called ``name``.
+
+    Args:
+        name: ``"smoke"``, ``"short"`` or ``"paper"``. ``None`` reads
+            ``METALEARN_PROFILE`` and falls back to :func:`default_profile_name`.
+
+    Raises:
+        ValueError: if the name is not one of the profiles.
+    """
+    source = "argument 'name'"
+    if name is None:
+        name = os.environ.get(ENV_VAR, "").strip() or None
+        source = f"environment variable {ENV_VAR}"
+    if name is None:
+        return PROFILES[default_profile_name()]
+    key = name.strip().lower()
+    if key not in PROFILES:
+        valid = ", ".join(repr(k) for k in PROFILES)
+        raise ValueError(f"Unknown profile {name!r} (from {source}); valid: {valid}.")
+    return PROFILES[key]

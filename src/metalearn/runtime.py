@@ -1,0 +1,119 @@
+"""Seeds, devices and the run header every notebook prints.
+
+Every number in the book must say where it came from, so each notebook starts
+with :func:`start_run` (profile, device, library versions, seed) and ends with
+:meth:`Run.finish` (wall time).
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+import torch
+
+from metalearn.profiles import Profile, get_profile
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's ``random``, NumPy and torch, and return a seeded generator.
+
+    Args:
+        seed: a non-negative integer.
+
+    Returns:
+        A CPU ``torch.Generator`` seeded with ``seed``, for samplers that take
+        an explicit generator.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds legacy global users too
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    """The fastest device available: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def device_description(device: torch.device) -> str:
+    """A human-readable name of ``device`` (GPU model or CPU and core count)."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        cpu = platform.processor() or platform.machine()
+        return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
+    return device.type
+
+
+@dataclass
+class Run:
+    """What a notebook run needs: its profile, device, seed and a start time."""
+
+    profile: Profile
+    device: torch.device
+    seed: int
+    generator: torch.Generator
+    started: float = field(default_factory=time.perf_counter)
+
+    def header(self) -> str:
+        """The lines printed at the top of every notebook."""
+        return "\n".join(
+            [
+                f"profile : {self.profile.name} ({self.profile.description})",
+                f"device  : {device_description(self.device)}",
+                f"versions: torch {torch.__version__}, "
+                f"learn2learn {_version('learn2learn')}, "
+                f"metalearn {_version('metalearn')}, "
+                f"python {platform.python_version()}",
+                f"seed    : {self.seed}",
+            ]
+        )
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.perf_counter() - self.started
+
+    def finish(self) -> float:
+        """Print and return the wall time of the whole notebook."""
+        seconds = self.elapsed()
+        print(
+            f"wall time: {seconds:.1f} s "
+            f"(profile {self.profile.name}, {device_description(self.device)})"
+        )
+        return seconds
+
+
+def start_run(seed: int = 0, profile: str | None = None) -> Run:
+    """Seed everything, choose profile and device, and print the run header.
+
+    Args:
+        seed: the seed of everything random in the notebook.
+        profile: a profile name; ``None`` reads ``METALEARN_PROFILE``.
+
+    Returns:
+        A :class:`Run`; call :meth:`Run.finish` in the last cell.
+    """
+    chosen = get_profile(profile)
+    generator = seed_everything(seed)
+    run = Run(profile=chosen, device=default_device(), seed=seed, generator=generator)
+    print(run.header())
+    return run
