@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
-from metalearn.episodes import Episode
+from metalearn.episodes import Episode, FixedEpisodes
+from metalearn.profiles import Profile, get_profile
+from metalearn.runtime import progress_bar
 
 Z_95 = 1.96
 
@@ -87,11 +88,39 @@ def evaluate(
     label = progress if isinstance(progress, str) else "episodes"
     scores = []
     with torch.no_grad():
-        for episode in tqdm(episodes, total=total, desc=label, disable=not progress):
+        for episode in progress_bar(
+            episodes, total=total, desc=label, disable=not progress
+        ):
             if device is not None:
                 episode = episode.to(device)
             scores.append(accuracy(classify(episode), episode.query_y))
     mean, ci95 = mean_confidence_interval(scores)
     return Accuracy(
         mean=mean, ci95=ci95, episodes=len(scores), per_episode=tuple(scores)
+    )
+
+
+def fixed_test_episodes(
+    images: torch.Tensor, ways: int, shots: int, profile: Profile | None = None
+) -> FixedEpisodes:
+    """The book's fixed test episodes for one N-way K-shot setting.
+
+    Every chapter evaluates on these, so methods are compared on the same tasks:
+    ``profile.eval_episodes`` episodes (600 in ``short`` and ``paper``) with
+    ``profile.eval_queries`` queries per class, drawn from ``profile.eval_seed``.
+
+    Args:
+        images: the meta-test classes, ``[classes, examples, C, H, W]``.
+        ways: N.
+        shots: K.
+        profile: defaults to :func:`metalearn.profiles.get_profile`.
+    """
+    profile = profile or get_profile()
+    return FixedEpisodes(
+        images,
+        count=profile.eval_episodes,
+        ways=ways,
+        shots=shots,
+        queries=profile.eval_queries,
+        seed=profile.eval_seed,
     )

@@ -21,12 +21,8 @@ from metalearn.evaluate import Accuracy
 
 
 def _show(ax: Axes, image: torch.Tensor) -> None:
-    ax.imshow(
-        image.squeeze(0).cpu(),
-        cmap="gray_r",
-        vmin=0,
-        vmax=1 if image.is_floating_point() else 255,
-    )
+    vmax = 1.0 if image.is_floating_point() else 255
+    ax.imshow(image.squeeze(0).cpu().numpy(), cmap="gray_r", vmin=0, vmax=vmax)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -90,18 +86,26 @@ def plot_learning_curve(
     steps: Sequence[float],
     values: Sequence[float],
     *,
+    errors: Sequence[float] | None = None,
     label: str | None = None,
     ylabel: str = "accuracy",
     xlabel: str = "meta-training step",
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """One curve of a metric against training steps; call again to add curves."""
+    """One curve of a metric against steps (or shots...); call again to add curves.
+
+    ``errors`` (e.g. 95% CI half-widths) are drawn as error bars.
+    """
     if len(steps) != len(values):
         raise ValueError(f"{len(steps)} steps but {len(values)} values.")
+    if errors is not None and len(errors) != len(values):
+        raise ValueError(f"{len(errors)} errors but {len(values)} values.")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, values, marker="o", markersize=3, label=label)
+    ax.errorbar(
+        steps, values, yerr=errors, marker="o", markersize=3, capsize=3, label=label
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

@@ -7,16 +7,22 @@ with :func:`start_run` (profile, device, library versions, seed) and ends with
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import random
+import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from metalearn.profiles import Profile, get_profile
+
+T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -117,3 +123,22 @@ def start_run(seed: int = 0, profile: str | None = None) -> Run:
     run = Run(profile=chosen, device=default_device(), seed=seed, generator=generator)
     print(run.header())
     return run
+
+
+def progress_bar(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T]:
+    """A tqdm progress bar: a widget where ipywidgets exist (Colab), else text.
+
+    ``tqdm.auto`` would warn in a kernel without ipywidgets and the warning
+    would end up in the book; this picks the text bar quietly instead. A text
+    bar that does not write to a terminal (a notebook executed for the book,
+    a log file) refreshes at most every 30 s, so stored outputs keep a few
+    lines instead of hundreds.
+    """
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
+
+        if not sys.stderr.isatty():
+            kwargs.setdefault("mininterval", 30.0)
+    return tqdm(iterable, **kwargs)

@@ -16,9 +16,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from metalearn.data.paths import DATA_ENV_VAR
+from metalearn.runtime import progress_bar
 
 
 def md5sum(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -67,7 +66,7 @@ def download(url: str, destination: Path, md5: str, *, timeout: float = 60.0) ->
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with (
                     open(tmp, "wb") as out,
-                    tqdm(
+                    progress_bar(
                         total=total, unit="B", unit_scale=True, desc=destination.name
                     ) as bar,
                 ):

@@ -1,0 +1,60 @@
+# Two commands matter: `make book` (build the HTML book) and `make test` (all
+# tests). Each creates .venv if missing and installs what it needs, pinned by
+# requirements-lock.txt; re-running them installs nothing new.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LOCK := requirements-lock.txt
+PROFILE ?= short
+BOOK_FLAGS := -W -n --keep-going
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: book test lint unit notebooks install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(LOCK)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c $(LOCK) -e ".[dev]"
+	# learn2learn 0.2.0 declares dependencies that break numpy 2 (see README):
+	# build it without them; it needs only torch, numpy, scipy, gym and tqdm.
+	$(PIP) install -q -c $(LOCK) --no-deps --use-pep517 \
+		--config-settings="--build-option=build_ext" learn2learn==0.2.0
+	$(PIP) install -q -c $(LOCK) --no-deps gym==0.26.2
+	$(BIN)/python -c "import learn2learn, metalearn; print('learn2learn', learn2learn.__version__)"
+	@touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests chapters
+
+# Unit tests, then every notebook executed in the `smoke` profile (nbval), in
+# one pytest run, then the book build in which a warning is an error. The
+# smoke workloads are tiny: one thread each avoids oversubscribing small CI
+# machines (two torch processes with two threads each on two cores run up to
+# 50x slower).
+test: lint
+	OMP_NUM_THREADS=1 METALEARN_PROFILE=smoke MPLBACKEND=Agg \
+		$(BIN)/python -m pytest tests chapters --nbval-lax --nbval-current-env
+	$(MAKE) --no-print-directory book
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+# Re-execute every chapter in place with PROFILE (default short) to refresh the
+# outputs stored in the notebooks, which is what the book shows.
+notebooks: $(STAMP)
+	for nb in chapters/*.ipynb; do \
+		echo "== $$nb (profile $(PROFILE))"; \
+		METALEARN_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook \
+			--execute --inplace --ExecutePreprocessor.timeout=-1 "$$nb"; \
+	done
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache

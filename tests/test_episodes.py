@@ -1,0 +1,121 @@
+import pytest
+import torch
+
+from metalearn.episodes import (
+    Episode,
+    FixedEpisodes,
+    sample_episode,
+    sample_episodes,
+)
+
+
+@pytest.fixture
+def images():
+    # 12 classes x 8 examples of 1x4x4 images; pixel value encodes class, example
+    classes = torch.arange(12).view(12, 1, 1, 1, 1) * 10
+    examples = torch.arange(8).view(1, 8, 1, 1, 1)
+    return (classes + examples).expand(12, 8, 1, 4, 4).to(torch.uint8).clone()
+
+
+def decode(x):
+    """Recover (class, example) from the pixel code of the fixture."""
+    code = (x[:, 0, 0, 0] * 255).round().long()
+    return code // 10, code % 10
+
+
+def test_shapes_labels_and_dtypes(images):
+    episode = sample_episode(images, ways=5, shots=2, queries=3)
+    assert isinstance(episode, Episode)
+    assert episode.support_x.shape == (10, 1, 4, 4)
+    assert episode.query_x.shape == (15, 1, 4, 4)
+    assert episode.support_x.dtype == torch.float32
+    assert 0 <= episode.support_x.min() and episode.support_x.max() <= 1
+    assert episode.support_y.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert episode.query_y.tolist() == sum(([k] * 3 for k in range(5)), [])
+    assert episode.ways == 5
+
+
+def test_each_label_is_one_class_with_disjoint_examples(images):
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        episode = sample_episode(images, 4, 3, 5, generator=generator)
+        s_class, s_example = decode(episode.support_x)
+        q_class, q_example = decode(episode.query_x)
+        assert len(set(episode.classes.tolist())) == 4  # distinct classes
+        for label in range(4):
+            cls = episode.classes[label]
+            assert (s_class[episode.support_y == label] == cls).all()
+            assert (q_class[episode.query_y == label] == cls).all()
+            support = set(s_example[episode.support_y == label].tolist())
+            query = set(q_example[episode.query_y == label].tolist())
+            assert len(support) == 3 and len(query) == 5 and not support & query
+
+
+def test_label_order_is_random(images):
+    generator = torch.Generator().manual_seed(1)
+    first_class = {
+        int(sample_episode(images, 3, 1, 1, generator).classes[0]) for _ in range(50)
+    }
+    assert len(first_class) > 5  # label 0 goes to many different classes
+
+
+def test_same_seed_same_episode(images):
+    a = sample_episode(images, 5, 1, 2, torch.Generator().manual_seed(3))
+    b = sample_episode(images, 5, 1, 2, torch.Generator().manual_seed(3))
+    c = sample_episode(images, 5, 1, 2, torch.Generator().manual_seed(4))
+    assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
+    assert not torch.equal(a.classes, c.classes) or not torch.equal(
+        a.support_x, c.support_x
+    )
+
+
+def test_batched_form(images):
+    batch = sample_episodes(images, 6, 5, 1, 2, torch.Generator().manual_seed(0))
+    assert len(batch) == 6
+    assert batch.support_x.shape == (6, 5, 1, 4, 4)
+    assert batch.query_y.shape == (6, 10)
+    assert torch.equal(batch[2].support_x, batch.support_x[2])
+
+
+def test_fixed_episodes_are_reproducible_and_consistent(images):
+    a = FixedEpisodes(images, 30, 5, 2, 3, seed=9)
+    b = FixedEpisodes(images, 30, 5, 2, 3, seed=9)
+    assert len(a) == 30 and "seed=9" in repr(a)
+    for i in (0, 17, -1):
+        assert torch.equal(a[i].query_x, b[i].query_x)
+    assert len(list(a)) == 30
+    with pytest.raises(IndexError):
+        a[30]
+
+
+def test_real_omniglot_episode(omniglot_data):
+    images = omniglot_data.split("test")
+    episode = sample_episode(images, 20, 1, 5, torch.Generator().manual_seed(0))
+    assert episode.support_x.shape == (20, 1, 28, 28)
+    expected = images[episode.classes[3]].float() / 255
+    assert any(torch.equal(episode.support_x[3], x) for x in expected)
+
+
+@pytest.mark.parametrize(
+    ("ways", "shots", "queries", "error", "match"),
+    [
+        (13, 1, 1, ValueError, "ways=13 but images hold only 12 classes"),
+        (5, 5, 4, ValueError, r"shots \+ queries = 5 \+ 4 = 9"),
+        (0, 1, 1, ValueError, "ways must be positive, got 0"),
+        (5, -1, 1, ValueError, "shots must be positive, got -1"),
+        (5, 1, 0, ValueError, "queries must be positive, got 0"),
+        (5.0, 1, 1, TypeError, "ways must be an int"),
+    ],
+)
+def test_bad_sizes(images, ways, shots, queries, error, match):
+    with pytest.raises(error, match=match):
+        sample_episode(images, ways, shots, queries)
+
+
+def test_bad_images():
+    with pytest.raises(ValueError, match=r"\[classes, examples, C, H, W\]"):
+        sample_episode(torch.zeros(5, 20, 28, 28), 5, 1, 1)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        sample_episode([[0]], 5, 1, 1)
+    with pytest.raises(ValueError, match="tasks must be positive"):
+        sample_episodes(torch.zeros(5, 4, 1, 2, 2), 0, 2, 1, 1)

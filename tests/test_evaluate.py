@@ -1,0 +1,65 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from metalearn.episodes import FixedEpisodes
+from metalearn.evaluate import (
+    Accuracy,
+    accuracy,
+    evaluate,
+    fixed_test_episodes,
+    mean_confidence_interval,
+)
+from metalearn.profiles import get_profile
+
+
+def test_confidence_interval_matches_scipy():
+    values = np.random.default_rng(0).uniform(size=600)
+    mean, half = mean_confidence_interval(values)
+    sem = stats.sem(values)  # ddof=1
+    assert mean == pytest.approx(values.mean())
+    assert half == pytest.approx(1.96 * sem)
+    # The normal approximation is within 0.3% of the t interval for n = 600.
+    assert half == pytest.approx(stats.t.ppf(0.975, 599) * sem, rel=3e-3)
+
+
+def test_confidence_interval_edge_cases():
+    assert mean_confidence_interval([0.5, 0.5, 0.5]) == (0.5, 0.0)
+    mean, half = mean_confidence_interval([0.3])
+    assert mean == 0.3 and math.isnan(half)
+    with pytest.raises(ValueError, match="at least one"):
+        mean_confidence_interval([])
+    with pytest.raises(ValueError, match="NaN"):
+        mean_confidence_interval([0.1, float("nan")])
+
+
+def test_accuracy_from_labels_and_scores():
+    targets = torch.tensor([0, 1, 2, 2])
+    assert accuracy(torch.tensor([0, 1, 0, 2]), targets) == 0.75
+    scores = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 2]), 3).float()
+    assert accuracy(scores, targets) == 0.75
+    with pytest.raises(ValueError, match="shape"):
+        accuracy(torch.tensor([0, 1]), targets)
+
+
+def test_evaluate_oracle_and_constant(omniglot_data):
+    episodes = FixedEpisodes(omniglot_data.split("test"), 10, 5, 1, 3, seed=0)
+    oracle = evaluate(lambda e: e.query_y, episodes, progress=False)
+    assert isinstance(oracle, Accuracy)
+    assert oracle.mean == 1.0 and oracle.ci95 == 0.0 and oracle.episodes == 10
+    zero = evaluate(lambda e: torch.zeros_like(e.query_y), episodes, progress=False)
+    assert zero.mean == pytest.approx(0.2)  # label 0 is one class in five
+    assert str(oracle) == "100.00 ± 0.00 %"
+
+
+def test_fixed_test_episodes_follow_the_profile(omniglot_data):
+    profile = get_profile("smoke")
+    images = omniglot_data.split("test")
+    a = fixed_test_episodes(images, 5, 1, profile)
+    b = fixed_test_episodes(images, 5, 1, profile)
+    assert len(a) == profile.eval_episodes
+    assert a.queries == profile.eval_queries
+    assert torch.equal(a.index.classes, b.index.classes)

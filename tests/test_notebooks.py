@@ -1,0 +1,76 @@
+"""Checks on the committed notebooks: what the book shows must be a real run.
+
+Every chapter notebook must have been executed top to bottom (execution counts
+1..n), hold no error output, record its run profile (not ``smoke``), start with
+the same Colab bootstrap cell, and that cell must point at the repository URL
+of ``_config.yml``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "chapters").glob("*.ipynb"))
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def code_cells(notebook: dict) -> list[dict]:
+    return [c for c in notebook["cells"] if c["cell_type"] == "code"]
+
+
+def text_of(output: dict) -> str:
+    text = output.get("text", "")
+    if "data" in output:
+        text = output["data"].get("text/plain", "")
+    return "".join(text) if isinstance(text, list) else text
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS, "no notebooks in chapters/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_executed_in_order_without_errors(path):
+    cells = code_cells(load(path))
+    counts = [c["execution_count"] for c in cells]
+    assert counts == list(range(1, len(cells) + 1)), (
+        f"{path.name}: cells were not executed once, top to bottom "
+        f"(execution counts {counts}); run `make notebooks`."
+    )
+    errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
+    assert not errors, f"{path.name} holds an error output: {errors[0]['ename']}"
+    assert any(c["outputs"] for c in cells), f"{path.name} has no stored outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_records_profile_device_and_wall_time(path):
+    text = "\n".join(text_of(o) for c in code_cells(load(path)) for o in c["outputs"])
+    profile = re.search(r"profile : (\w+)", text)
+    assert profile, f"{path.name}: no run header (metalearn.runtime.start_run)"
+    assert profile.group(1) in {"short", "paper"}, (
+        f"{path.name}: stored outputs come from the {profile.group(1)} profile; "
+        "refresh them with `make notebooks` (PROFILE=short or paper)."
+    )
+    assert "device  :" in text and "seed    :" in text
+    assert re.search(r"wall time: [\d.]+ s", text), f"{path.name}: no wall time"
+
+
+def test_colab_bootstrap_is_identical_and_points_at_the_repository():
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    url = config["repository"]["url"]
+    first_cells = {p.name: "".join(code_cells(load(p))[0]["source"]) for p in NOTEBOOKS}
+    sources = set(first_cells.values())
+    assert len(sources) == 1, f"bootstrap cells differ: {sorted(first_cells)}"
+    source = sources.pop()
+    assert "google.colab" in source
+    assert f'REPOSITORY = "{url}"' in source
+    assert "learn2learn==0.2.0" in source and "--no-deps" in source

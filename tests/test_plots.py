@@ -1,0 +1,65 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from metalearn import plots  # noqa: E402
+from metalearn.episodes import sample_episode  # noqa: E402
+from metalearn.evaluate import Accuracy  # noqa: E402
+
+
+def acc(mean, ci):
+    return Accuracy(mean=mean, ci95=ci, episodes=600, per_episode=())
+
+
+def test_show_episode_layout():
+    images = torch.randint(0, 256, (10, 6, 1, 8, 8), dtype=torch.uint8)
+    episode = sample_episode(images, 4, 2, 3, torch.Generator().manual_seed(0))
+    fig = plots.show_episode(episode)
+    axes = fig.get_axes()
+    assert len(axes) == 4 * (2 + 1 + 3)
+    assert "4-way 2-shot" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_show_characters_labels_rows():
+    images = torch.randint(0, 256, (5, 6, 1, 8, 8), dtype=torch.uint8)
+    fig = plots.show_characters(images, [0, 3], examples=4, row_labels=["a", "b"])
+    assert len(fig.get_axes()) == 8
+    assert fig.get_axes()[4].get_ylabel() == "b"
+    plt.close(fig)
+
+
+def test_learning_curve_labels_and_errors():
+    ax = plots.plot_learning_curve(
+        [1, 2, 3],
+        [0.5, 0.6, 0.7],
+        errors=[0.01] * 3,
+        label="x",
+        ylabel="acc",
+        xlabel="step",
+    )
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "acc"
+    assert ax.get_legend() is not None
+    with pytest.raises(ValueError, match="3 steps but 2 values"):
+        plots.plot_learning_curve([1, 2, 3], [0.5, 0.6])
+    with pytest.raises(ValueError, match="1 errors but 2 values"):
+        plots.plot_learning_curve([1, 2], [0.5, 0.6], errors=[0.1])
+    plt.close("all")
+
+
+def test_results_table():
+    table = plots.ResultsTable(["5-way 1-shot", "20-way 1-shot"])
+    table.add(
+        "ours", {"5-way 1-shot": acc(0.9612, 0.0041)}, paper={"5-way 1-shot": 98.7}
+    )
+    table.add("other", {"20-way 1-shot": acc(0.5, 0.01)})
+    markdown = table.to_markdown()
+    assert "| ours | 96.12 ± 0.41 % | 98.7 % | – | – |" in markdown
+    assert "5-way 1-shot (paper)" in markdown
+    assert "<td>96.12 ± 0.41 %</td>" in table._repr_html_()
+    with pytest.raises(ValueError, match="Unknown settings"):
+        table.add("bad", {"10-way": acc(0.1, 0.1)})

@@ -1,0 +1,47 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from metalearn.runtime import default_device, progress_bar, seed_everything, start_run
+
+
+def draw():
+    return random.random(), np.random.rand(), torch.rand(3)  # noqa: NPY002
+
+
+def test_seed_everything_reproduces_all_generators():
+    generator = seed_everything(7)
+    first = draw(), torch.rand(2, generator=generator)
+    generator = seed_everything(7)
+    second = draw(), torch.rand(2, generator=generator)
+    assert first[0][0] == second[0][0] and first[0][1] == second[0][1]
+    assert torch.equal(first[0][2], second[0][2])
+    assert torch.equal(first[1], second[1])
+    seed_everything(8)
+    assert not torch.equal(draw()[2], first[0][2])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
+def test_bad_seed(bad):
+    with pytest.raises(ValueError, match="seed"):
+        seed_everything(bad)
+
+
+def test_default_device_is_usable():
+    device = default_device()
+    assert torch.zeros(1, device=device).device.type == device.type
+
+
+def test_run_header_and_wall_time(capsys):
+    run = start_run(seed=3, profile="smoke")
+    header = capsys.readouterr().out
+    for field in ("profile : smoke", "device", "torch", "learn2learn", "seed    : 3"):
+        assert field in header
+    seconds = run.finish()
+    assert seconds >= 0 and "wall time" in capsys.readouterr().out
+
+
+def test_progress_bar_iterates_everything():
+    assert list(progress_bar(range(5), disable=True)) == list(range(5))
