@@ -316,7 +316,7 @@ def test_metrics_and_purity():
         first_order=False,
     )
     assert set(metrics) == {"query_loss", "query_acc"}
-    assert metrics["query_loss"] == pytest.approx(float(loss))
+    assert metrics["query_loss"] == pytest.approx(float(loss.detach()))
     assert 0.0 <= metrics["query_acc"] <= 1.0
     # Nothing was written into the module.
     for name, p in model.named_parameters():

@@ -180,3 +180,36 @@ def test_incomplete_archive_is_rejected(tmp_path):
 def test_bad_image_size(size, error, tmp_path):
     with pytest.raises(error, match="image_size"):
         omniglot(tmp_path, image_size=size, download=False)
+
+
+def _build_in_subprocess(root: str, cache: str) -> str:
+    import hashlib
+
+    from metalearn.data import omniglot as load
+
+    images = load(root, download=False, cache=cache).images
+    return hashlib.md5(images.numpy().tobytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_two_processes_building_the_cache_at_once(tmp_path, omniglot_data):
+    """Write-then-rename: concurrent builders both finish with a valid cache."""
+    import concurrent.futures
+    import hashlib
+    import multiprocessing
+
+    cache = tmp_path / "cache"
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        jobs = [
+            pool.submit(_build_in_subprocess, str(omniglot_root()), str(cache))
+            for _ in range(2)
+        ]
+        digests = [job.result(timeout=300) for job in jobs]
+    expected = hashlib.md5(omniglot_data.images.numpy().tobytes()).hexdigest()
+    assert digests == [expected, expected]
+    assert [p.name for p in cache.iterdir()] == [
+        p.name for p in cache.glob("omniglot-28px-*.pt")
+    ]  # no temporary files left
+    reloaded = omniglot(omniglot_root(), download=False, cache=cache)
+    assert torch.equal(reloaded.images, omniglot_data.images)
