@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from metalearn.data import omniglot
+from metalearn.episodes import Episode, sample_episode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,3 +46,55 @@ def omniglot_cache(tmp_path_factory) -> Path:
 def omniglot_data(omniglot_cache):
     """Omniglot at 28 px, from the shared archives (never downloaded in tests)."""
     return omniglot(omniglot_root(), cache=omniglot_cache, download=False)
+
+
+# --- toy few-shot data shared by the metric-learning tests ---------------------------
+
+
+def toy_images(
+    classes: int = 12, examples: int = 8, *, nuisance: float = 0.0, seed: int = 0
+) -> torch.Tensor:
+    """Toy few-shot data ``[classes, examples, 1, 8, 8]``.
+
+    Each image is its class template plus small noise and, with ``nuisance >
+    0``, a large random shift along 4 pixel directions shared by every class.
+    Raw pixels then confuse the classes; an embedding that learns on training
+    classes to ignore those directions transfers to unseen classes.
+    """
+    g = torch.Generator().manual_seed(seed)
+    templates = 0.5 * torch.randn(classes, 1, 64, generator=g)
+    basis = torch.linalg.qr(torch.randn(64, 4, generator=g))[0].T  # [4, 64]
+    shift = nuisance * torch.randn(classes, examples, 4, generator=g) @ basis
+    noise = 0.1 * torch.randn(classes, examples, 64, generator=g)
+    return (templates + shift + noise).reshape(classes, examples, 1, 8, 8)
+
+
+def tiny_embedding(seed: int = 0, dim: int = 16, batch_norm: bool = True):
+    """A small conv net ``[B, 1, 8, 8] -> [B, dim]``."""
+    torch.manual_seed(seed)
+    norm = nn.BatchNorm2d(8) if batch_norm else nn.Identity()
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        norm,
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, dim),
+    )
+
+
+def toy_episode(ways: int = 5, shots: int = 2, queries: int = 3, seed: int = 0):
+    """One seeded episode drawn from :func:`toy_images`."""
+    g = torch.Generator().manual_seed(seed)
+    return sample_episode(toy_images(), ways, shots, queries, g)
+
+
+def as_double(episode: Episode) -> Episode:
+    """The episode with float64 images (labels and classes unchanged)."""
+    return Episode(
+        episode.support_x.double(),
+        episode.support_y,
+        episode.query_x.double(),
+        episode.query_y,
+        episode.classes,
+    )

@@ -29,16 +29,6 @@ from metalearn.models import MLP, Conv4
 from metalearn.sinusoid import sample_sinusoid_tasks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run on one CPU thread: these tensors are tiny, so extra threads only add
-    overhead, and on a shared, busy CPU their barriers slow tests down ~10-100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_batch(
     tasks: int,
     ways: int,

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import as_double, tiny_embedding, toy_episode, toy_images
 from torch import nn
 
 from metalearn.episodes import Episode, FixedEpisodes, sample_episode
@@ -22,54 +23,6 @@ from metalearn.matching import (
     similarities,
 )
 from metalearn.protonet import protonet_logits
-
-
-def toy_images(
-    classes: int = 12, examples: int = 8, *, nuisance: float = 0.0, seed: int = 0
-) -> torch.Tensor:
-    """Toy few-shot data ``[classes, examples, 1, 8, 8]``.
-
-    Each image is its class template plus small noise and, with ``nuisance >
-    0``, a large random shift along 4 pixel directions shared by every class.
-    Raw pixels then confuse the classes; an embedding that learns on training
-    classes to ignore those directions transfers to unseen classes.
-    """
-    g = torch.Generator().manual_seed(seed)
-    templates = 0.5 * torch.randn(classes, 1, 64, generator=g)
-    basis = torch.linalg.qr(torch.randn(64, 4, generator=g))[0].T  # [4, 64]
-    shift = nuisance * torch.randn(classes, examples, 4, generator=g) @ basis
-    noise = 0.1 * torch.randn(classes, examples, 64, generator=g)
-    return (templates + shift + noise).reshape(classes, examples, 1, 8, 8)
-
-
-def tiny_embedding(seed: int = 0, dim: int = 16, batch_norm: bool = True):
-    """A small conv net ``[B, 1, 8, 8] -> [B, dim]``."""
-    torch.manual_seed(seed)
-    norm = nn.BatchNorm2d(8) if batch_norm else nn.Identity()
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        norm,
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 4 * 4, dim),
-    )
-
-
-def toy_episode(ways: int = 5, shots: int = 2, queries: int = 3, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return sample_episode(toy_images(), ways, shots, queries, g)
-
-
-def as_double(episode: Episode) -> Episode:
-    return Episode(
-        episode.support_x.double(),
-        episode.support_y,
-        episode.query_x.double(),
-        episode.query_y,
-        episode.classes,
-    )
-
 
 # --- attention ----------------------------------------------------------------------
 
@@ -152,23 +105,25 @@ def test_loss_falls_on_fixed_episode(similarity, scale):
 # --- when Matching networks and ProtoNet coincide -----------------------------------
 
 
-def test_one_shot_matching_with_euclidean_similarity_equals_protonet():
-    episode = as_double(toy_episode(shots=1, queries=4, seed=5))
+def matching_and_protonet(shots: int, queries: int):
+    """Euclidean Matching-network and ProtoNet log-probabilities, 5-way, float64."""
+    episode = as_double(toy_episode(shots=shots, queries=queries, seed=5))
     embedding = tiny_embedding().double().eval()
     args = (embedding, episode.support_x, episode.support_y, episode.query_x)
     matching = matching_log_probs(*args, ways=5, similarity="euclidean")
     protonet = protonet_logits(*args, ways=5).log_softmax(dim=1)
+    return matching, protonet
+
+
+def test_one_shot_matching_with_euclidean_similarity_equals_protonet():
+    matching, protonet = matching_and_protonet(shots=1, queries=4)
     torch.testing.assert_close(matching, protonet)
     assert torch.equal(matching.argmax(1), protonet.argmax(1))
 
 
 def test_five_shot_matching_and_protonet_differ():
     # With K > 1 a prototype is a mean, attention a mixture: not the same model.
-    episode = as_double(toy_episode(shots=5, queries=2, seed=5))
-    embedding = tiny_embedding().double().eval()
-    args = (embedding, episode.support_x, episode.support_y, episode.query_x)
-    matching = matching_log_probs(*args, ways=5, similarity="euclidean")
-    protonet = protonet_logits(*args, ways=5).log_softmax(dim=1)
+    matching, protonet = matching_and_protonet(shots=5, queries=2)
     assert not torch.allclose(matching, protonet, atol=1e-3)
 
 

@@ -10,16 +10,6 @@ from torch.func import functional_call
 from metalearn.models import MLP, BatchNorm, Conv4, count_parameters
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run on one CPU thread: these tensors are tiny, so extra threads only add
-    overhead, and on a shared, busy CPU their barriers slow tests down ~10-100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_batch_norm_equals_torch_batch_norm_in_training_mode():
     # Independent reference: nn.BatchNorm2d in training mode normalises with
     # the biased per-batch variance, like ours; forward and backward must agree.

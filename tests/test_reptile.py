@@ -24,16 +24,6 @@ from metalearn.reptile import (
 DIMS, POINTS, TASKS = 3, 4, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run on one CPU thread: these tensors are tiny, so extra threads only add
-    overhead, and on a shared, busy CPU their barriers slow tests down ~10-100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def quadratic_tasks(seed: int = 0):
     """Linear-regression tasks with exact solutions ``c_i``, and their ``A_i``."""
     generator = torch.Generator().manual_seed(seed)

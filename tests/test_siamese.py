@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
 import torch
+from conftest import tiny_embedding, toy_images
 from torch import nn
 
 from metalearn.episodes import Episode, sample_episode
@@ -21,35 +23,8 @@ from metalearn.siamese import (
 )
 
 
-def toy_images(
-    classes: int = 12, examples: int = 8, *, nuisance: float = 0.0, seed: int = 0
-) -> torch.Tensor:
-    """Toy few-shot data ``[classes, examples, 1, 8, 8]``.
-
-    Each image is its class template plus small noise and, with ``nuisance >
-    0``, a large random shift along 4 pixel directions shared by every class.
-    Raw pixels then confuse the classes; an embedding that learns on training
-    classes to ignore those directions transfers to unseen classes.
-    """
-    g = torch.Generator().manual_seed(seed)
-    templates = 0.5 * torch.randn(classes, 1, 64, generator=g)
-    basis = torch.linalg.qr(torch.randn(64, 4, generator=g))[0].T  # [4, 64]
-    shift = nuisance * torch.randn(classes, examples, 4, generator=g) @ basis
-    noise = 0.1 * torch.randn(classes, examples, 64, generator=g)
-    return (templates + shift + noise).reshape(classes, examples, 1, 8, 8)
-
-
 def tiny_siamese(seed: int = 0, dim: int = 16) -> SiameseNetwork:
-    torch.manual_seed(seed)
-    embedding = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 4 * 4, dim),
-    )
-    return SiameseNetwork(embedding, features=dim)
+    return SiameseNetwork(tiny_embedding(seed, dim), features=dim)
 
 
 def fixed_pairs(pairs: int = 16, seed: int = 0):
@@ -241,21 +216,9 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="one label per pair"):
         verification_loss(model, x, x, torch.ones(3))
     episode = sample_episode(toy_images(), 3, 1, 1, torch.Generator().manual_seed(0))
-    bad = Episode(
-        episode.support_x,
-        torch.tensor([0, 1, 3]),
-        episode.query_x,
-        episode.query_y,
-        episode.classes,
-    )
+    bad = dataclasses.replace(episode, support_y=torch.tensor([0, 1, 3]))
     with pytest.raises(ValueError, match="outside 0..2"):
         siamese_scores(model, bad)
-    missing = Episode(
-        episode.support_x,
-        torch.tensor([0, 1, 1]),
-        episode.query_x,
-        episode.query_y,
-        episode.classes,
-    )
+    missing = dataclasses.replace(episode, support_y=torch.tensor([0, 1, 1]))
     with pytest.raises(ValueError, match=r"class\(es\) \[2\]"):
         siamese_scores(model, missing)

@@ -14,9 +14,12 @@ test set of 600 episodes costs a few kilobytes, not gigabytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from metalearn.checks import check_positive_int
 
 
 @dataclass(frozen=True)
@@ -103,14 +106,6 @@ class EpisodeIndex:
         return int(self.classes.shape[0])
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}.")
-    return value
-
-
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
@@ -126,9 +121,9 @@ def check_episode_sizes(
 ) -> None:
     """Raise a clear error if ``images`` cannot supply such episodes."""
     _check_images(images)
-    _check_positive_int("ways", ways)
-    _check_positive_int("shots", shots)
-    _check_positive_int("queries", queries)
+    check_positive_int("ways", ways)
+    check_positive_int("shots", shots)
+    check_positive_int("queries", queries)
     classes, examples = images.shape[:2]
     if ways > classes:
         raise ValueError(f"ways={ways} but images hold only {classes} classes.")
@@ -149,7 +144,7 @@ def sample_indices(
 ) -> EpisodeIndex:
     """Draw the indices of ``tasks`` episodes (classes and examples, no repeats)."""
     check_episode_sizes(images, ways, shots, queries)
-    _check_positive_int("tasks", tasks)
+    check_positive_int("tasks", tasks)
     classes, examples = images.shape[:2]
     class_idx = torch.rand(tasks, classes, generator=generator).argsort(dim=1)[:, :ways]
     example_idx = torch.rand(tasks, ways, examples, generator=generator).argsort(dim=2)
@@ -191,6 +186,33 @@ def sample_episodes(
     """A meta-batch of ``tasks`` independent episodes (see :class:`EpisodeBatch`)."""
     index = sample_indices(images, tasks, ways, shots, queries, generator)
     return materialise(images, index)
+
+
+def episode_sampler(
+    images: torch.Tensor, *, tasks: int, ways: int, shots: int, queries: int
+) -> Callable[[torch.Generator], EpisodeBatch]:
+    """A meta-batch sampler ``sample(generator)`` for the training-loop steps.
+
+    The sizes are checked now, so a bad ``ways``, ``shots`` or ``queries``
+    fails when the step is built; ``tasks`` is checked by
+    :func:`sample_episodes` at each call (callers name it, e.g.
+    ``meta_batch_size``, in their own check).
+
+    Args:
+        images: ``[classes, examples, C, H, W]``; ``uint8`` is scaled to [0, 1].
+        tasks: T, episodes per meta-batch.
+        ways: N. shots: K. queries: query examples per class.
+
+    Returns:
+        ``sample(generator) -> EpisodeBatch``, on the device of ``images``:
+        :func:`sample_episodes` with the given generator.
+    """
+    check_episode_sizes(images, ways, shots, queries)
+
+    def sample(generator: torch.Generator) -> EpisodeBatch:
+        return sample_episodes(images, tasks, ways, shots, queries, generator)
+
+    return sample
 
 
 def sample_episode(

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from metalearn.episodes import Episode, check_episode_sizes, sample_episodes
+from metalearn.checks import check_positive_int
+from metalearn.episodes import Episode, episode_sampler
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Params = dict[str, torch.Tensor]
@@ -67,13 +68,6 @@ def check_inner_loop(inner_lr: float, steps: int) -> None:
         raise TypeError(f"steps must be an int, got {steps!r}.")
     if steps < 1:
         raise ValueError(f"steps (inner gradient steps) must be >= 1, got {steps}.")
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}.")
 
 
 def adapt(
@@ -256,7 +250,7 @@ def meta_loss(
     check_inner_loop(inner_lr, steps)
     tasks = check_task_batch(batch)
     if chunk_size is not None:
-        _check_positive_int("chunk_size", chunk_size)
+        check_positive_int("chunk_size", chunk_size)
 
     def one_task(p, support_x, support_y, query_x, query_y):
         return _task_query_loss(
@@ -381,12 +375,10 @@ def make_maml_step(
     Returns:
         ``step(generator) -> (loss, {"query_loss", "query_acc"})``.
     """
-    check_episode_sizes(images, ways, shots, queries)
-    _check_positive_int("meta_batch_size", meta_batch_size)
-
-    def sample(generator: torch.Generator):
-        return sample_episodes(images, meta_batch_size, ways, shots, queries, generator)
-
+    sample = episode_sampler(
+        images, tasks=meta_batch_size, ways=ways, shots=shots, queries=queries
+    )
+    check_positive_int("meta_batch_size", meta_batch_size)
     return maml_step_from_sampler(
         model,
         sample,

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalearn.episodes import Episode, check_episode_sizes, sample_episode
-from metalearn.protonet import check_labels, squared_distances
+from metalearn.protonet import _device_of, check_labels, squared_distances
 
 #: ``c(f(x), g(x_i))``: the paper's cosine, or minus the squared Euclidean distance.
 SIMILARITIES = ("cosine", "euclidean")
@@ -261,11 +261,7 @@ def make_matching_step(
 
     def step(generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         episode = sample_episode(images, ways, shots, queries, generator)
-        if device is None:
-            parameter = next(embedding.parameters(), None)
-            target = parameter.device if parameter is not None else "cpu"
-        else:
-            target = device
+        target = _device_of(embedding) if device is None else device
         return matching_loss(
             embedding, episode.to(target), similarity=similarity, scale=scale
         )

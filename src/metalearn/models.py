@@ -15,13 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}.")
-    return value
+from metalearn.checks import check_positive_int
 
 
 class BatchNorm(nn.Module):
@@ -53,7 +47,7 @@ class BatchNorm(nn.Module):
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
-        _check_positive_int("channels", channels)
+        check_positive_int("channels", channels)
         if not eps > 0:
             raise ValueError(f"eps must be positive, got {eps}.")
         self.channels = channels
@@ -127,10 +121,10 @@ class Conv4(nn.Module):
         image_size: int = 28,
     ) -> None:
         super().__init__()
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("ways", ways)
-        _check_positive_int("hidden", hidden)
-        _check_positive_int("image_size", image_size)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("ways", ways)
+        check_positive_int("hidden", hidden)
+        check_positive_int("image_size", image_size)
         if image_size < 16:
             raise ValueError(
                 f"image_size must be >= 16 (four 2x2 poolings), got {image_size}."
@@ -183,10 +177,10 @@ class MLP(nn.Module):
         out_features: int = 1,
     ) -> None:
         super().__init__()
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("out_features", out_features)
+        check_positive_int("in_features", in_features)
+        check_positive_int("out_features", out_features)
         for width in hidden:
-            _check_positive_int("hidden width", width)
+            check_positive_int("hidden width", width)
         self.in_features, self.out_features = in_features, out_features
         widths = [in_features, *hidden]
         layers: list[nn.Module] = []

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metalearn.checks import check_positive_int
 from metalearn.episodes import Episode, check_episode_sizes, sample_episode
 
 #: The distances of Snell et al.'s ablation (Table/Fig. on distance choice).
@@ -65,10 +66,7 @@ def check_labels(
         ValueError: wrong shape, a label outside ``0..ways-1``, or (with
             ``every_class``) a class with no example.
     """
-    if isinstance(ways, bool) or not isinstance(ways, int):
-        raise TypeError(f"ways must be an int, got {ways!r}.")
-    if ways <= 0:
-        raise ValueError(f"ways must be positive, got {ways}.")
+    check_positive_int("ways", ways)
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
         raise TypeError(f"{name} must be an integer tensor, got {labels!r}.")
     if labels.dim() != 1 or labels.numel() == 0:
@@ -97,6 +95,16 @@ def _check_embeddings(name: str, embeddings: torch.Tensor) -> None:
         raise ValueError(
             f"{name} must be a 2-D tensor [examples, D], got {shape or embeddings!r}. "
             "Does the embedding flatten its output (e.g. Conv4(head=False))?"
+        )
+
+
+def _check_embedding_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    _check_embeddings("x", x)
+    _check_embeddings("y", y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"x and y must have the same dimension D, got x {tuple(x.shape)} and "
+            f"y {tuple(y.shape)}."
         )
 
 
@@ -156,13 +164,7 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[N, M]`` with entry ``(i, j) = ||x_i - y_j||^2 >= 0``.
     """
-    _check_embeddings("x", x)
-    _check_embeddings("y", y)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"x and y must have the same dimension D, got x {tuple(x.shape)} and "
-            f"y {tuple(y.shape)}."
-        )
+    _check_embedding_pair(x, y)
     x_norms = x.pow(2).sum(dim=1, keepdim=True)  # [N, 1]
     y_norms = y.pow(2).sum(dim=1).unsqueeze(0)  # [1, M]
     return (x_norms + y_norms - 2 * x @ y.T).clamp_min(0)  # [N, M]
@@ -178,13 +180,7 @@ def cosine_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[N, M]`` in ``[0, 2]``.
     """
-    _check_embeddings("x", x)
-    _check_embeddings("y", y)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"x and y must have the same dimension D, got x {tuple(x.shape)} and "
-            f"y {tuple(y.shape)}."
-        )
+    _check_embedding_pair(x, y)
     return 1 - F.normalize(x, dim=1) @ F.normalize(y, dim=1).T
 
 

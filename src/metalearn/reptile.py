@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from metalearn.episodes import Episode, check_episode_sizes, sample_episodes
+from metalearn.checks import check_positive_int
+from metalearn.episodes import Episode, episode_sampler
 from metalearn.maml import (
     LossFn,
     Params,
@@ -41,13 +42,6 @@ from metalearn.maml import (
     model_device,
     query_metrics,
 )
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}.")
 
 
 def reptile_task_weights(
@@ -253,12 +247,10 @@ def make_reptile_step(
     Returns:
         ``step(generator) -> (surrogate, metrics)``.
     """
-    check_episode_sizes(images, ways, shots, queries)
-    _check_positive_int("meta_batch_size", meta_batch_size)
-
-    def sample(generator: torch.Generator):
-        return sample_episodes(images, meta_batch_size, ways, shots, queries, generator)
-
+    sample = episode_sampler(
+        images, tasks=meta_batch_size, ways=ways, shots=shots, queries=queries
+    )
+    check_positive_int("meta_batch_size", meta_batch_size)
     return reptile_step_from_sampler(
         model,
         sample,

@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import torch
 
+from metalearn.checks import check_positive_int
+
 
 @dataclass(frozen=True)
 class SinusoidDistribution:
@@ -75,13 +77,6 @@ def sinusoid(
     return amplitude * torch.sin(x - phase)
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}.")
-
-
 def _uniform(
     shape: tuple[int, ...],
     bounds: tuple[float, float],
@@ -118,9 +113,9 @@ def sample_sinusoid_tasks(
         ValueError: a size is < 1. TypeError: a size is not an int, or
             ``dtype`` is not floating point.
     """
-    _check_positive_int("tasks", tasks)
-    _check_positive_int("shots", shots)
-    _check_positive_int("queries", queries)
+    check_positive_int("tasks", tasks)
+    check_positive_int("shots", shots)
+    check_positive_int("queries", queries)
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be floating point, got {dtype}.")
     amplitude = _uniform((tasks,), distribution.amplitude, generator, dtype)  # [T]
