@@ -4,7 +4,16 @@
 chapters use.
 """
 
+from metalearn.data.lake_runs import OneShotRun, lake_runs
 from metalearn.data.omniglot import OmniglotData, omniglot, rotate_classes
 from metalearn.data.paths import cache_root, data_root
 
-__all__ = ["OmniglotData", "cache_root", "data_root", "omniglot", "rotate_classes"]
+__all__ = [
+    "OmniglotData",
+    "OneShotRun",
+    "cache_root",
+    "data_root",
+    "lake_runs",
+    "omniglot",
+    "rotate_classes",
+]

@@ -24,6 +24,9 @@ train      1 .. 1028    1028       meta-training
 val        1029 .. 1200 172        validation (model selection, early stop)
 trainval   1 .. 1200    1200       meta-training when no validation is needed
 test       1201 .. 1623 423        meta-testing; never seen during training
+background 1 .. 964     964        the 30 background alphabets only, for
+                                   Lake et al.'s one-shot runs (see
+                                   :mod:`metalearn.data.lake_runs`)
 ========== ============ ========== ==========================================
 
 The sizes are those of the MAML paper (Finn et al., 2017: 1200 training and
@@ -73,6 +76,7 @@ NUM_CHARACTERS = 1623
 NUM_DRAWERS = 20
 FULL_SIZE = 105
 SPLITS: dict[str, tuple[int, int]] = {
+    "background": (1, 964),
     "train": (1, 1028),
     "val": (1029, 1200),
     "trainval": (1, 1200),
@@ -148,6 +152,24 @@ def _locate_archives(root: Path, download_missing: bool) -> dict[str, Path]:
     return found
 
 
+def decode_png(data: bytes, image_size: int) -> np.ndarray:
+    """One Omniglot PNG as ``uint8 [S, S]``, Lanczos-resized, ink = 255."""
+    with Image.open(io.BytesIO(data)) as png:
+        gray = png.convert("L")
+        if image_size != FULL_SIZE:
+            gray = gray.resize((image_size, image_size), Image.LANCZOS)
+        return 255 - np.asarray(gray)
+
+
+def check_image_size(image_size: object) -> int:
+    """Raise unless ``image_size`` is an int in ``4..105``."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int):
+        raise TypeError(f"image_size must be an int, got {image_size!r}.")
+    if not 4 <= image_size <= FULL_SIZE:
+        raise ValueError(f"image_size must be in 4..{FULL_SIZE}, got {image_size}.")
+    return image_size
+
+
 def _decode_archive(
     path: Path, image_size: int, images: np.ndarray, alphabets: list[str]
 ) -> int:
@@ -162,11 +184,8 @@ def _decode_archive(
                 char_id, drawer = int(match.group(1)), int(match.group(2))
                 if not (1 <= char_id <= NUM_CHARACTERS and 1 <= drawer <= NUM_DRAWERS):
                     raise ValueError(f"unexpected file {info.filename}")
-                with Image.open(io.BytesIO(archive.read(info))) as png:
-                    gray = png.convert("L")
-                    if image_size != FULL_SIZE:
-                        gray = gray.resize((image_size, image_size), Image.LANCZOS)
-                    images[char_id - 1, drawer - 1, 0] = 255 - np.asarray(gray)
+                pixels = decode_png(archive.read(info), image_size)
+                images[char_id - 1, drawer - 1, 0] = pixels
                 parts = info.filename.split("/")
                 alphabets[char_id - 1] = parts[-3] if len(parts) >= 3 else "?"
                 count += 1
@@ -228,10 +247,7 @@ def omniglot(
         FileNotFoundError: an archive is missing and could not be downloaded.
         ValueError: ``image_size`` is out of range or an archive is corrupt.
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise TypeError(f"image_size must be an int, got {image_size!r}.")
-    if not 4 <= image_size <= FULL_SIZE:
-        raise ValueError(f"image_size must be in 4..{FULL_SIZE}, got {image_size}.")
+    check_image_size(image_size)
     archives = _locate_archives(data_root(root), download)
     fingerprint = "-".join(md5sum(archives[name])[:8] for name in ARCHIVES)
     cache_file = cache_root(cache) / f"omniglot-{image_size}px-{fingerprint}.pt"
