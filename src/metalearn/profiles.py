@@ -35,6 +35,11 @@ class Profile:
     eval_episodes: int  # fixed test episodes per setting (600 is the standard)
     eval_queries: int  # query examples per class in a test episode
     eval_seed: int  # seed of the fixed test episodes shared by all chapters
+    # Sinusoid regression (MAML chapter): meta-iterations of MAML, and optimiser
+    # steps of the jointly pre-trained baseline (70,000 in Finn et al. 2017).
+    sinusoid_meta_iterations: int = 70_000
+    # Sinusoid regression: new test tasks for the MSE-vs-steps curves (600).
+    sinusoid_test_tasks: int = 600
 
 
 PROFILES: dict[str, Profile] = {
@@ -44,6 +49,8 @@ PROFILES: dict[str, Profile] = {
         eval_episodes=20,
         eval_queries=5,
         eval_seed=2024,
+        sinusoid_meta_iterations=20,  # MAML and pre-training steps
+        sinusoid_test_tasks=20,  # new sinusoid tasks for the evaluation
     ),
     "short": Profile(
         name="short",
@@ -51,6 +58,8 @@ PROFILES: dict[str, Profile] = {
         eval_episodes=600,
         eval_queries=15,
         eval_seed=2024,
+        sinusoid_meta_iterations=10_000,  # MAML and pre-training steps
+        sinusoid_test_tasks=600,  # new sinusoid tasks for the evaluation
     ),
     "paper": Profile(
         name="paper",
@@ -58,6 +67,8 @@ PROFILES: dict[str, Profile] = {
         eval_episodes=600,
         eval_queries=15,
         eval_seed=2024,
+        sinusoid_meta_iterations=70_000,  # MAML and pre-training steps
+        sinusoid_test_tasks=600,  # new sinusoid tasks for the evaluation
     ),
 }
 
