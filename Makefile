@@ -32,7 +32,7 @@ book: $(STAMP)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests chapters
+	$(BIN)/ruff check src tests chapters benchmarks
 
 # Unit tests, then every notebook executed in the `smoke` profile (nbval), in
 # one pytest run, then the book build in which a warning is an error. The

@@ -1,0 +1,20 @@
+"""The benchmark script runs and its gradients agree (tiny sizes, not timed)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "maml_step.py"
+
+
+@pytest.mark.learn2learn
+def test_benchmark_script_runs_quickly(capsys):
+    spec = importlib.util.spec_from_file_location("maml_step", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(["--quick"])
+    out = capsys.readouterr().out
+    assert out.count("ratio:") == 5 and "hardware:" in out
+    for row in results["omniglot"]:
+        assert row["vmap_grad_rel_diff"] < 1e-4 and row["loop_grad_rel_diff"] < 1e-4
