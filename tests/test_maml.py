@@ -25,7 +25,7 @@ from metalearn.maml import (
     maml_step_from_sampler,
     meta_loss,
 )
-from metalearn.models import MLP, Conv4
+from metalearn.models import MLP, Conv4, op_by_op_batch_norm
 from metalearn.sinusoid import sample_sinusoid_tasks
 
 
@@ -221,14 +221,19 @@ def test_meta_gradient_equals_learn2learn(first_order, steps):
 
     maml = l2l.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
     total = 0.0
-    for i in range(len(batch)):
-        learner = maml.clone()
-        for _ in range(steps):
-            support_loss = F.cross_entropy(
-                learner(batch.support_x[i]), batch.support_y[i]
-            )
-            learner.adapt(support_loss)
-        total = total + F.cross_entropy(learner(batch.query_x[i]), batch.query_y[i])
+    # The reference runs our BatchNorm op by op too: with the fused kernel,
+    # learn2learn's own float32 meta-gradient is 5.7e-4 away from the float64
+    # one after 2 inner steps here (measured), ours 1.9e-6.
+    with op_by_op_batch_norm():
+        for i in range(len(batch)):
+            learner = maml.clone()
+            for _ in range(steps):
+                support_loss = F.cross_entropy(
+                    learner(batch.support_x[i]), batch.support_y[i]
+                )
+                learner.adapt(support_loss)
+            query_loss = F.cross_entropy(learner(batch.query_x[i]), batch.query_y[i])
+            total = total + query_loss
     (total / len(batch)).backward()
     reference = flat_grad(model)
 
@@ -490,3 +495,23 @@ def test_rejects_bad_batches_and_images():
             meta_batch_size=0,
             **kwargs,
         )
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_meta_gradient_in_float32_matches_float64(steps):
+    """Both paths (vmap, loop) stay within 1e-5 of float64 as inner steps grow.
+
+    This is what the op-by-op batch norm in the twice-differentiated support
+    pass buys; with the fused kernel there the error was 5.1e-3 after 3 steps.
+    """
+    torch.manual_seed(0)
+    model = Conv4(1, 5, hidden=8, image_size=28)
+    exact = Conv4(1, 5, hidden=8, image_size=28).double()
+    exact.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
+    kwargs = dict(inner_lr=0.4, steps=steps, first_order=False)
+    batch = random_batch(4, 5, 1, 3, 28, seed=4)
+    batch64 = random_batch(4, 5, 1, 3, 28, seed=4, dtype=torch.float64)
+    _, truth = meta_gradient(exact, batch64, **kwargs)
+    for vectorise in (True, False):
+        _, ours = meta_gradient(model, batch, vectorise=vectorise, **kwargs)
+        assert relative_error(ours, truth.float()) < 1e-5

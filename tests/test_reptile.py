@@ -125,7 +125,10 @@ def test_vmap_equals_loop_on_conv4():
     )
     for name in params:
         torch.testing.assert_close(vmapped[name], looped[name], rtol=1e-12, atol=1e-12)
-        assert not torch.equal(vmapped[name][0], params[name])  # it moved
+        # A conv bias just before a batch norm has zero gradient (the norm
+        # subtracts the mean), so only the other parameters must move.
+        if not (name.startswith("features") and name.endswith("0.bias")):
+            assert not torch.equal(vmapped[name][0], params[name])  # it moved
 
 
 def omniglot_like() -> torch.Tensor:

@@ -36,6 +36,7 @@ from torch.func import functional_call, grad, vmap
 
 from metalearn.checks import check_positive_int
 from metalearn.episodes import Episode, episode_sampler
+from metalearn.models import op_by_op_batch_norm
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Params = dict[str, torch.Tensor]
@@ -129,7 +130,11 @@ def adapt(
         return loss_fn(outputs, support_y)
 
     for _ in range(steps):
-        grads = grad(support_loss)(params)
+        if first_order:
+            grads = grad(support_loss)(params)
+        else:  # differentiated twice: the accurate batch norm (see models.py)
+            with op_by_op_batch_norm():
+                grads = grad(support_loss)(params)
         if first_order:
             grads = {name: g.detach() for name, g in grads.items()}
         params = {name: p - inner_lr * grads[name] for name, p in params.items()}
@@ -270,7 +275,8 @@ def meta_loss(
     data = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
     if vectorise:
         batched = vmap(one_task, in_dims=(None, 0, 0, 0, 0), chunk_size=chunk_size)
-        losses, outputs = batched(params, *data)  # [T], [T, N*Q, N]
+        with op_by_op_batch_norm():
+            losses, outputs = batched(params, *data)  # [T], [T, N*Q, N]
     else:
         results = [one_task(params, *(d[i] for d in data)) for i in range(tasks)]
         losses = torch.stack([loss for loss, _ in results])  # [T]

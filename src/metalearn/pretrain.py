@@ -34,6 +34,7 @@ from metalearn.maml import (
     check_task_batch,
     model_device,
 )
+from metalearn.models import op_by_op_batch_norm
 
 
 def pooled_points(batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,8 +188,12 @@ def finetune_curve(
     with torch.enable_grad():
         for step in range(max_steps + 1):
             if step > 0:
-                weights = vmap(one_step)(weights, batch.support_x, batch.support_y)
+                with op_by_op_batch_norm():
+                    weights = vmap(one_step)(weights, batch.support_x, batch.support_y)
                 weights = {n: w.detach() for n, w in weights.items()}
             with torch.no_grad():
-                losses.append(vmap(query_loss)(weights, batch.query_x, batch.query_y))
+                with op_by_op_batch_norm():
+                    losses.append(
+                        vmap(query_loss)(weights, batch.query_x, batch.query_y)
+                    )
     return torch.stack(losses)  # [max_steps + 1, T]

@@ -42,6 +42,7 @@ from metalearn.maml import (
     model_device,
     query_metrics,
 )
+from metalearn.models import op_by_op_batch_norm
 
 
 def reptile_task_weights(
@@ -102,7 +103,8 @@ def reptile_task_weights(
         )
 
     if vectorise:
-        phi = vmap(one_task)(support_x, support_y)
+        with op_by_op_batch_norm():
+            phi = vmap(one_task)(support_x, support_y)
     else:
         per_task = [one_task(x, y) for x, y in zip(support_x, support_y, strict=True)]
         phi = {name: torch.stack([w[name] for w in per_task]) for name in theta}
@@ -160,7 +162,8 @@ def reptile_loss(
             return functional_call(model, (weights, buffers), (x,))
 
         if vectorise:
-            outputs = vmap(query_outputs)(phi, batch.query_x)  # [T, N*Q, N]
+            with op_by_op_batch_norm():
+                outputs = vmap(query_outputs)(phi, batch.query_x)  # [T, N*Q, N]
         else:
             outputs = torch.stack(
                 [
