@@ -18,3 +18,14 @@ def test_benchmark_script_runs_quickly(capsys):
     assert out.count("ratio:") == 5 and "hardware:" in out
     for row in results["omniglot"]:
         assert row["vmap_grad_rel_diff"] < 1e-4 and row["loop_grad_rel_diff"] < 1e-4
+
+
+def test_batch_norm_benchmark_runs(capsys):
+    path = SCRIPT.parent / "conv4_batchnorm.py"
+    spec = importlib.util.spec_from_file_location("conv4_batchnorm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--images", "8", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "hardware:" in out and out.count("batch norm") == 4
+    assert "speed-up of the fastest over the slowest" in out

@@ -40,6 +40,17 @@ class Profile:
     sinusoid_meta_iterations: int = 70_000
     # Sinusoid regression: new test tasks for the MSE-vs-steps curves (600).
     sinusoid_test_tasks: int = 600
+    # Omniglot MAML and first-order MAML: meta-iterations per model (60,000 in
+    # Finn et al. 2017) and tasks per meta-batch (32 for 5-way in the paper).
+    maml_iterations: int = 60_000
+    maml_meta_batch: int = 32
+    # Omniglot Reptile: meta-iterations per model (100,000 in Nichol et al. 2018).
+    reptile_iterations: int = 100_000
+    # Metric-based methods: training episodes per ProtoNet/Matching model, per
+    # ablation model, and verification batches of the Siamese network.
+    protonet_steps: int = 20_000
+    ablation_steps: int = 5_000
+    siamese_steps: int = 20_000
 
 
 PROFILES: dict[str, Profile] = {
@@ -51,6 +62,12 @@ PROFILES: dict[str, Profile] = {
         eval_seed=2024,
         sinusoid_meta_iterations=20,  # MAML and pre-training steps
         sinusoid_test_tasks=20,  # new sinusoid tasks for the evaluation
+        maml_iterations=100,  # meta-iterations per MAML/FOMAML model
+        maml_meta_batch=4,  # tasks per meta-update
+        reptile_iterations=40,  # meta-iterations per Reptile model
+        protonet_steps=30,  # episodes per ProtoNet/Matching model
+        ablation_steps=4,  # episodes per ablation model
+        siamese_steps=20,  # verification batches (Siamese)
     ),
     "short": Profile(
         name="short",
@@ -60,6 +77,12 @@ PROFILES: dict[str, Profile] = {
         eval_seed=2024,
         sinusoid_meta_iterations=10_000,  # MAML and pre-training steps
         sinusoid_test_tasks=600,  # new sinusoid tasks for the evaluation
+        maml_iterations=1_000,  # meta-iterations per MAML/FOMAML model
+        maml_meta_batch=16,  # tasks per meta-update
+        reptile_iterations=600,  # meta-iterations per Reptile model
+        protonet_steps=900,  # episodes per ProtoNet/Matching model
+        ablation_steps=150,  # episodes per ablation model
+        siamese_steps=700,  # verification batches (Siamese)
     ),
     "paper": Profile(
         name="paper",
@@ -69,6 +92,12 @@ PROFILES: dict[str, Profile] = {
         eval_seed=2024,
         sinusoid_meta_iterations=70_000,  # MAML and pre-training steps
         sinusoid_test_tasks=600,  # new sinusoid tasks for the evaluation
+        maml_iterations=60_000,  # meta-iterations per MAML/FOMAML model
+        maml_meta_batch=32,  # tasks per meta-update
+        reptile_iterations=100_000,  # meta-iterations per Reptile model
+        protonet_steps=20_000,  # episodes per ProtoNet/Matching model
+        ablation_steps=5_000,  # episodes per ablation model
+        siamese_steps=20_000,  # verification batches (Siamese)
     ),
 }
 
