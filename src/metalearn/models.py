@@ -187,9 +187,10 @@ class Conv4(nn.Module):
             conv_block(hidden, hidden),
         )
         self.head = nn.Linear(self.embedding_dim, ways) if head else None
-        # NHWC filters: the CPU convolutions run ~1.5x faster (measured); the
-        # values agree with the NCHW layout up to float rounding.
-        self.features.to(memory_format=torch.channels_last)
+        # The filters stay NCHW. Channels-last (NHWC) filters ran the CPU
+        # convolutions ~1.5x faster, but made the float32 second-order MAML
+        # meta-gradient drift from learn2learn's (relative error 5.7e-4) and
+        # from float64 (5e-3 after 3 inner steps); see tests/test_maml.py.
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = (self.in_channels, self.image_size, self.image_size)
