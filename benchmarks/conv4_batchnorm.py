@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     torch.manual_seed(0)
     x = torch.rand(args.images, 1, 28, 28)
-    model = Conv4(head=False)  # channels-last filters (the default)
-    contiguous = Conv4(head=False)
-    contiguous.load_state_dict(model.state_dict())
-    contiguous.features.to(memory_format=torch.contiguous_format)
+    contiguous = Conv4(head=False)  # NCHW filters (the default)
+    model = Conv4(head=False)
+    model.load_state_dict(contiguous.state_dict())
+    model.features.to(memory_format=torch.channels_last)
     rows = []
     for name, net in (("channels-last", model), ("contiguous", contiguous)):
         for form in ("fused", "op by op"):
