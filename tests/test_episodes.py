@@ -88,6 +88,17 @@ def test_fixed_episodes_are_reproducible_and_consistent(images):
         a[30]
 
 
+def test_episodes_live_on_the_device_of_the_images(images):
+    # Images on a GPU must give labels on that GPU (a CUDA run crashed when the
+    # labels stayed on the CPU); the "meta" device stands in for a GPU here.
+    on_meta = images.to("meta")
+    batch = sample_episodes(on_meta, tasks=2, ways=3, shots=1, queries=2)
+    fixed = FixedEpisodes(on_meta, count=2, ways=3, shots=1, queries=2, seed=0)[0]
+    for tensors in (batch, fixed):
+        for name in ("support_x", "support_y", "query_x", "query_y"):
+            assert getattr(tensors, name).device.type == "meta", name
+
+
 def test_real_omniglot_episode(omniglot_data):
     images = omniglot_data.split("test")
     episode = sample_episode(images, 20, 1, 5, torch.Generator().manual_seed(0))

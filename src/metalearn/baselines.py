@@ -48,8 +48,8 @@ def logistic_regression(
         raise ValueError(f"max_iter must be positive, got {max_iter}.")
     x = episode.support_x.flatten(1).double()  # [N*K, D]
     ways = episode.ways
-    weight = torch.zeros(x.shape[1], ways, dtype=x.dtype, requires_grad=True)
-    bias = torch.zeros(ways, dtype=x.dtype, requires_grad=True)
+    weight = x.new_zeros(x.shape[1], ways, requires_grad=True)
+    bias = x.new_zeros(ways, requires_grad=True)
     optimiser = torch.optim.LBFGS(
         [weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe"
     )

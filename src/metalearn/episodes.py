@@ -164,7 +164,8 @@ def _gather(images: torch.Tensor, classes: torch.Tensor, examples: torch.Tensor)
     tasks, ways, per_class = examples.shape
     x = images[classes[..., None], examples]  # [T, N, M, C, H, W]
     x = _to_float(x.reshape(tasks, ways * per_class, *images.shape[2:]))
-    y = torch.arange(ways).repeat_interleave(per_class).expand(tasks, -1).clone()
+    y = torch.arange(ways, device=x.device)  # labels live with the images
+    y = y.repeat_interleave(per_class).expand(tasks, -1).clone()
     return x, y
 
 
