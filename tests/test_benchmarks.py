@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import omniglot_root
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "maml_step.py"
 
@@ -29,3 +30,21 @@ def test_batch_norm_benchmark_runs(capsys):
     out = capsys.readouterr().out
     assert "hardware:" in out and out.count("batch norm") == 4
     assert "speed-up of the fastest over the slowest" in out
+
+
+def test_protonet_protocol_script_runs(
+    capsys, monkeypatch, omniglot_data, omniglot_cache
+):
+    monkeypatch.setenv("METALEARN_DATA", str(omniglot_root()))
+    monkeypatch.setenv("METALEARN_CACHE", str(omniglot_cache))  # reuse the decoded set
+    path = SCRIPT.parent / "protonet_protocol.py"
+    spec = importlib.util.spec_from_file_location("protonet_protocol", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(["--shots", "1", "--classes", "train", "--rotate", "--quick"])
+    out = capsys.readouterr().out
+    # 1,028 train characters, each also rotated by 90, 180 and 270 degrees
+    assert "training classes: 4112 (train, with 90/180/270-degree rotations)" in out
+    assert set(results) == {"5-way 1-shot", "20-way 1-shot"}
+    for text in results.values():
+        assert 0.0 <= float(text.split()[0]) <= 100.0
