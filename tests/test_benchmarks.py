@@ -48,3 +48,13 @@ def test_protonet_protocol_script_runs(
     assert set(results) == {"5-way 1-shot", "20-way 1-shot"}
     for text in results.values():
         assert 0.0 <= float(text.split()[0]) <= 100.0
+
+
+def test_meta_vs_init_says_which_chapter_to_run_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("METALEARN_CACHE", str(tmp_path))  # no checkpoints there
+    path = SCRIPT.parent / "meta_vs_init.py"
+    spec = importlib.util.spec_from_file_location("meta_vs_init", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit, match="execute chapters/maml_omniglot.ipynb"):
+        module.main(["--profile", "smoke", "--models", "maml-5w1s"])
