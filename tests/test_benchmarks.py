@@ -9,12 +9,17 @@ from conftest import omniglot_root
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "maml_step.py"
 
 
-@pytest.mark.learn2learn
-def test_benchmark_script_runs_quickly(capsys):
-    spec = importlib.util.spec_from_file_location("maml_step", SCRIPT)
+def load_script(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (benchmarks is no package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    results = module.main(["--quick"])
+    return module
+
+
+@pytest.mark.learn2learn
+def test_benchmark_script_runs_quickly(capsys):
+    results = load_script("maml_step").main(["--quick"])
     out = capsys.readouterr().out
     assert out.count("ratio:") == 5 and "hardware:" in out
     for row in results["omniglot"]:
@@ -22,11 +27,7 @@ def test_benchmark_script_runs_quickly(capsys):
 
 
 def test_batch_norm_benchmark_runs(capsys):
-    path = SCRIPT.parent / "conv4_batchnorm.py"
-    spec = importlib.util.spec_from_file_location("conv4_batchnorm", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--images", "8", "--repeats", "1"])
+    load_script("conv4_batchnorm").main(["--images", "8", "--repeats", "1"])
     out = capsys.readouterr().out
     assert "hardware:" in out and out.count("batch norm") == 4
     assert "speed-up of the fastest over the slowest" in out
@@ -37,11 +38,8 @@ def test_protonet_protocol_script_runs(
 ):
     monkeypatch.setenv("METALEARN_DATA", str(omniglot_root()))
     monkeypatch.setenv("METALEARN_CACHE", str(omniglot_cache))  # reuse the decoded set
-    path = SCRIPT.parent / "protonet_protocol.py"
-    spec = importlib.util.spec_from_file_location("protonet_protocol", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    results = module.main(["--shots", "1", "--classes", "train", "--rotate", "--quick"])
+    arguments = ["--shots", "1", "--classes", "train", "--rotate", "--quick"]
+    results = load_script("protonet_protocol").main(arguments)
     out = capsys.readouterr().out
     # 1,028 train characters, each also rotated by 90, 180 and 270 degrees
     assert "training classes: 4112 (train, with 90/180/270-degree rotations)" in out
@@ -52,9 +50,6 @@ def test_protonet_protocol_script_runs(
 
 def test_meta_vs_init_says_which_chapter_to_run_first(monkeypatch, tmp_path):
     monkeypatch.setenv("METALEARN_CACHE", str(tmp_path))  # no checkpoints there
-    path = SCRIPT.parent / "meta_vs_init.py"
-    spec = importlib.util.spec_from_file_location("meta_vs_init", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("meta_vs_init")
     with pytest.raises(SystemExit, match="execute chapters/maml_omniglot.ipynb"):
         module.main(["--profile", "smoke", "--models", "maml-5w1s"])
