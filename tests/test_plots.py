@@ -61,5 +61,6 @@ def test_results_table():
     assert "| ours | 96.12 ± 0.41 % | 98.7 % | – | – |" in markdown
     assert "5-way 1-shot (paper)" in markdown
     assert "<td>96.12 ± 0.41 %</td>" in table._repr_html_()
+    assert repr(table) == markdown  # a cell's plain-text output is the table
     with pytest.raises(ValueError, match="Unknown settings"):
         table.add("bad", {"10-way": acc(0.1, 0.1)})

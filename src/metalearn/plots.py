@@ -171,6 +171,9 @@ class ResultsTable:
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
 
+    def __repr__(self) -> str:  # the plain-text output of a notebook cell
+        return self.to_markdown()
+
     def _repr_html_(self) -> str:
         header, body = self._cells()
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
