@@ -7,13 +7,17 @@ results table of the metric chapter under ``paper``::
     METALEARN_PROFILE=paper python benchmarks/notebook_cells.py \
         chapters/metric_learning.ipynb 2 4 6 8 9 11 12 16 18
 
-Usage: ``notebook_cells.py NOTEBOOK [CELL ...]`` with cell indices counted from
-0 over all cells (markdown included); no index runs every code cell. Cells that
+Usage: ``notebook_cells.py NOTEBOOK [CELL ...] [--before CODE] [--after CODE]``
+with cell indices counted from 0 over all cells (markdown included); no index
+runs every code cell. ``--before`` runs a line of Python before the cells (to
+define what a skipped cell would have, e.g. ``results = {}``), ``--after`` one
+after them (e.g. to print a test result). Cells that
 install on Colab or use learn2learn are skipped. Figures go to the Agg backend
 and are discarded; a cell's final expression is printed, as Jupyter would show
 it. If IPython is missing, a minimal stand-in provides ``IPython.display``.
 """
 
+import argparse
 import ast
 import json
 import sys
@@ -44,11 +48,12 @@ def shown(value: object) -> str:
     return markdown() if markdown is not None else repr(value)
 
 
-def main(path: str, wanted: list[int]) -> None:
+def main(path: str, wanted: list[int], before: str = "", after: str = "") -> None:
     with open(path, encoding="utf-8") as file:
         cells = json.load(file)["cells"]
     namespace = {"__name__": "__main__"}
     plt.show = lambda *args, **kwargs: plt.close("all")
+    exec(before, namespace)  # noqa: S102
     for index, cell in enumerate(cells):
         if cell["cell_type"] != "code" or (wanted and index not in wanted):
             continue
@@ -67,10 +72,15 @@ def main(path: str, wanted: list[int]) -> None:
             if value is not None:
                 print(shown(value))
         print(f"[cell {index}] ok in {time.perf_counter() - started:.1f} s", flush=True)
+    exec(after, namespace)  # noqa: S102
     print(f"NOTEBOOK OK {path}", flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    main(sys.argv[1], [int(cell) for cell in sys.argv[2:]])
+    parser = argparse.ArgumentParser(usage=__doc__)
+    parser.add_argument("notebook")
+    parser.add_argument("cells", nargs="*", type=int)
+    parser.add_argument("--before", default="", help="Python run before the cells")
+    parser.add_argument("--after", default="", help="Python run after the cells")
+    args = parser.parse_args()
+    main(args.notebook, args.cells, args.before, args.after)
