@@ -48,6 +48,22 @@ def test_protonet_protocol_script_runs(
         assert 0.0 <= float(text.split()[0]) <= 100.0
 
 
+def test_protonet_short_budget_script_runs(
+    capsys, monkeypatch, tmp_path, omniglot_data, omniglot_cache
+):
+    monkeypatch.setenv("METALEARN_DATA", str(omniglot_root()))
+    monkeypatch.setenv("METALEARN_CACHE", str(omniglot_cache))
+    arguments = ["--name", "check", "--queries", "2", "--rotate", "--quick",
+                 "--out", str(tmp_path / "out")]
+    result = load_script("protonet_short_budget").main(arguments)
+    assert "training classes: 4112" in capsys.readouterr().out
+    assert set(result) >= {"train_s", "5w1s", "20w1s", "5w5s"}
+    for key in ("5w1s", "20w1s", "5w5s"):
+        assert 0.0 <= result[key][0] <= 100.0 and result[key][1] >= 0.0
+    assert (tmp_path / "out" / "check.json").is_file()
+    assert (tmp_path / "out" / "check.pt").is_file()
+
+
 def test_meta_vs_init_says_which_chapter_to_run_first(monkeypatch, tmp_path):
     monkeypatch.setenv("METALEARN_CACHE", str(tmp_path))  # no checkpoints there
     module = load_script("meta_vs_init")
