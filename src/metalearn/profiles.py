@@ -80,8 +80,8 @@ PROFILES: dict[str, Profile] = {
         maml_iterations=1_000,  # meta-iterations per MAML/FOMAML model
         maml_meta_batch=16,  # tasks per meta-update
         reptile_iterations=600,  # meta-iterations per Reptile model
-        protonet_steps=1_200,  # episodes per ProtoNet/Matching model
-        ablation_steps=150,  # episodes per ablation model
+        protonet_steps=1_900,  # episodes per ProtoNet/Matching model
+        ablation_steps=300,  # episodes per ablation model
         siamese_steps=1_500,  # verification batches (Siamese)
     ),
     "paper": Profile(
