@@ -330,7 +330,20 @@ def test_sigterm_in_process_saves_last_completed_step(tmp_path):
     assert load_checkpoint(checkpoint_path(tmp_path))["step"] == 4
 
 
-def test_signal_during_the_update_is_held_until_it_is_applied():
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test, whatever the runner installed.
+
+    A shell starts background jobs with SIGINT ignored, and ``_Interrupts``
+    rightly leaves an ignored signal alone, so without this the test would
+    depend on how pytest was launched.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_signal_during_the_update_is_held_until_it_is_applied(python_sigint_handler):
     from metalearn.training import _Interrupts
 
     applied = []
