@@ -69,16 +69,20 @@ def test_maml_short_budget_script_runs(
 ):
     monkeypatch.setenv("METALEARN_DATA", str(omniglot_root()))
     monkeypatch.setenv("METALEARN_CACHE", str(omniglot_cache))
-    arguments = ["--name", "check", "--meta-batch", "2", "--rotate", "--cosine",
-                 "--quick", "--out", str(tmp_path / "out")]
-    result = load_script("maml_short_budget").main(arguments)
-    assert "training classes: 4112" in capsys.readouterr().out
-    for key in ("15q_3steps", "15q_10steps", "1q_3steps"):
-        assert 0.0 <= result[key][0] <= 100.0 and result[key][1] >= 0.0
-    (iteration, train_s, accuracy), = result["curve_100_val_15q_3steps"]
-    assert iteration == 3 and 0.0 < train_s <= result["train_s"] + 1e-6
-    assert accuracy == result["15q_3steps"][0]  # the same 4 episodes, 3 steps
-    assert (tmp_path / "out" / "check.json").is_file()
+    script = load_script("maml_short_budget")
+    for extra, steps in (([], 3), (["--metasgd"], 1)):
+        arguments = ["--name", "check", "--meta-batch", "2", "--rotate", "--cosine",
+                     "--quick", "--out", str(tmp_path / "out"), *extra]
+        result = script.main(arguments)
+        assert "training classes: 4112" in capsys.readouterr().out
+        for key in ("15q_1step", "15q_3steps", "15q_10steps", "1q_3steps"):
+            assert 0.0 <= result[key][0] <= 100.0 and result[key][1] >= 0.0
+        (iteration, train_s, accuracy), = result["curve_100_val_15q"]
+        assert result["curve_steps"] == steps
+        assert iteration == 3 and 0.0 < train_s <= result["train_s"] + 1e-6
+        # the same 4 episodes, and the same inner steps, as the final evaluation
+        assert accuracy == result["15q_1step" if steps == 1 else "15q_3steps"][0]
+        assert (tmp_path / "out" / "check.json").is_file()
 
 
 def test_meta_vs_init_says_which_chapter_to_run_first(monkeypatch, tmp_path):

@@ -21,12 +21,25 @@ adapted weights stay in the autograd graph of the meta-parameters and
 ``loss.backward()`` yields the meta-gradient on ``model.parameters()``, also
 through :func:`torch.func.vmap` over tasks. ``alpha`` is ``inner_lr``; the meta
 learning rate ``beta`` belongs to the optimiser of the training loop.
+
+Meta-SGD (Li, Zhou, Chen and Li, 2017) learns ``alpha`` too, one rate per
+scalar of ``theta``:
+
+.. math:: \\theta'_i = \\theta - \\alpha \\circ \\nabla_\\theta
+          \\mathcal{L}^{\\text{support}}_{T_i}(\\theta),
+
+with ``\\circ`` the elementwise product, and minimises the same meta-objective
+over ``(theta, alpha)``. Every function of this module that takes ``inner_lr``
+also accepts such rates: a mapping parameter name -> tensor (see
+:func:`check_inner_lr_tensors`). The meta-loss is then a function of the rate
+tensors as well, and ``loss.backward()`` fills their ``.grad`` too;
+:mod:`metalearn.metasgd` holds the module that owns them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import torch
@@ -40,6 +53,8 @@ from metalearn.models import op_by_op_batch_norm
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Params = dict[str, torch.Tensor]
+# alpha: one positive float (MAML), or one tensor per parameter (Meta-SGD).
+InnerLR = float | Mapping[str, torch.Tensor]
 Step = Callable[[torch.Generator], tuple[torch.Tensor, dict[str, float]]]
 
 
@@ -59,11 +74,81 @@ class TaskBatch(Protocol):
     query_y: torch.Tensor
 
 
-def check_inner_loop(inner_lr: float, steps: int) -> None:
-    """Raise ``ValueError``/``TypeError`` unless ``inner_lr > 0`` and ``steps >= 1``."""
-    if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)):
-        raise TypeError(f"inner_lr must be a float, got {inner_lr!r}.")
-    if not 0 < inner_lr < math.inf:  # also rejects NaN
+def check_inner_lr_tensors(
+    inner_lr: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]
+) -> None:
+    """Raise unless ``inner_lr`` holds Meta-SGD rates that fit ``params``.
+
+    Meta-SGD's ``alpha`` (Li et al. 2017, Section 3) is one tensor per
+    parameter, multiplied elementwise with that parameter's gradient. So
+    ``inner_lr`` must have exactly the keys of ``params``, and each rate must
+    be a floating-point tensor with its parameter's dtype and device, whose
+    shape broadcasts to the parameter's shape (the same shape, or a scalar
+    tensor for one rate per parameter tensor). The values are not checked:
+    learned rates may turn negative during meta-training, and reading the
+    values would synchronise the device.
+
+    Raises:
+        ValueError: missing or unexpected keys; a shape that does not
+            broadcast to the parameter's; a rate on another device.
+        TypeError: ``inner_lr`` is not a mapping; a rate that is not a tensor,
+            not floating-point, or of another dtype than its parameter.
+    """
+    if not isinstance(inner_lr, Mapping):
+        raise TypeError(f"inner_lr must be a mapping name -> tensor, got {inner_lr!r}.")
+    missing = [name for name in params if name not in inner_lr]
+    unexpected = [name for name in inner_lr if name not in params]
+    if missing or unexpected:
+        raise ValueError(
+            "inner_lr (per-parameter rates) must have exactly the keys of params; "
+            f"missing {missing}, unexpected {unexpected}."
+        )
+    for name, rate in inner_lr.items():
+        param = params[name]
+        if not isinstance(rate, torch.Tensor):
+            raise TypeError(f"inner_lr[{name!r}] must be a tensor, got {rate!r}.")
+        if not rate.is_floating_point():
+            raise TypeError(
+                f"inner_lr[{name!r}] must be a floating-point tensor, got dtype "
+                f"{rate.dtype}; e.g. torch.full_like(param, 0.4)."
+            )
+        if rate.dtype != param.dtype:
+            raise TypeError(
+                f"inner_lr[{name!r}] has dtype {rate.dtype} but its parameter has "
+                f"{param.dtype}; convert the rates with .to(param.dtype)."
+            )
+        if rate.device != param.device:
+            raise ValueError(
+                f"inner_lr[{name!r}] is on {rate.device} but its parameter is on "
+                f"{param.device}."
+            )
+        try:
+            shape = torch.broadcast_shapes(rate.shape, param.shape)
+        except RuntimeError:
+            shape = None
+        if shape != param.shape:
+            raise ValueError(
+                f"inner_lr[{name!r}] has shape {tuple(rate.shape)}, which does not "
+                f"broadcast to its parameter's shape {tuple(param.shape)}."
+            )
+
+
+def check_inner_loop(
+    inner_lr: InnerLR, steps: int, params: Mapping[str, torch.Tensor] | None = None
+) -> None:
+    """Raise ``ValueError``/``TypeError`` unless ``inner_lr > 0`` and ``steps >= 1``.
+
+    With ``params``, ``inner_lr`` may also be Meta-SGD's per-parameter rates,
+    a mapping checked by :func:`check_inner_lr_tensors` against ``params``
+    (those rates need not be positive). Without ``params`` only a float is
+    accepted, as before.
+    """
+    if params is not None and isinstance(inner_lr, Mapping):
+        check_inner_lr_tensors(inner_lr, params)
+    elif isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)):
+        alternative = "" if params is None else ", or a mapping name -> tensor"
+        raise TypeError(f"inner_lr must be a float{alternative}, got {inner_lr!r}.")
+    elif not 0 < inner_lr < math.inf:  # also rejects NaN
         raise ValueError(f"inner_lr (alpha) must be finite and > 0, got {inner_lr}.")
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise TypeError(f"steps must be an int, got {steps!r}.")
@@ -78,7 +163,7 @@ def adapt(
     support_x: torch.Tensor,
     support_y: torch.Tensor,
     *,
-    inner_lr: float,
+    inner_lr: InnerLR,
     steps: int,
     first_order: bool,
     loss_fn: LossFn = F.cross_entropy,
@@ -89,13 +174,23 @@ def adapt(
 
         theta_{j+1} = theta_j - inner_lr * grad L_support(theta_j)
 
+    or, with per-parameter rates (a mapping), Meta-SGD's update (Li et al.
+    2017, Section 3), elementwise for every parameter ``name``::
+
+        theta_{j+1}[name] = theta_j[name]
+                            - inner_lr[name] * grad L_support(theta_j)[name]
+
     Each gradient is taken with :func:`torch.func.grad`, so the returned
-    weights are differentiable functions of ``params``: backpropagating a
-    query loss through them includes the second-order term (the products of
-    ``I - inner_lr * H_j``). With ``first_order=True`` the inner gradients are
-    detached, so ``d theta_k / d theta = I`` (first-order MAML, Finn et al.
-    2017, Section 5.2). Nothing is written into ``model``; works inside
-    :func:`torch.func.vmap`, and under ``torch.no_grad``.
+    weights are differentiable functions of ``params`` (and of the rate
+    tensors): backpropagating a query loss through them includes the
+    second-order term (the products of ``I - inner_lr * H_j``). With
+    ``first_order=True`` the inner gradients are detached, so ``d theta_k / d
+    theta = I`` (first-order MAML, Finn et al. 2017, Section 5.2); the rates
+    still get a gradient, since ``theta_k`` is linear in them (``d theta_k /
+    d inner_lr[name] = -sum_j g_j[name]``, elementwise, with the detached
+    gradients ``g_j``), as in learn2learn's ``MetaSGD(first_order=True)``.
+    Nothing is written into ``model``; works inside :func:`torch.func.vmap`
+    (rates shared by all tasks), and under ``torch.no_grad``.
 
     Args:
         model: the network, called as ``functional_call(model, (params,
@@ -104,7 +199,11 @@ def adapt(
         buffers: e.g. ``dict(model.named_buffers())`` (empty for :class:`Conv4`).
         support_x: the support inputs of one task.
         support_y: their targets.
-        inner_lr: alpha, the inner step size (> 0).
+        inner_lr: alpha: the inner step size (a float > 0), or Meta-SGD's
+            rates, a mapping with the keys of ``params`` to floating tensors
+            of their parameters' shapes (or broadcastable to them, e.g.
+            scalar tensors), dtypes and devices; any sign (see
+            :func:`check_inner_lr_tensors`).
         steps: the number of inner gradient steps (>= 1).
         first_order: drop the second-order term (FOMAML).
         loss_fn: ``loss_fn(outputs, targets) -> scalar``; cross-entropy by
@@ -117,11 +216,14 @@ def adapt(
         ``support_x [N*K, C, H, W]`` (or ``[K, 1]`` for sinusoids),
         ``support_y [N*K]``; every adapted tensor has its parameter's shape.
 
-    Reference:
+    References:
         Finn, Abbeel and Levine (2017), *Model-Agnostic Meta-Learning for Fast
         Adaptation of Deep Networks*, ICML, Algorithm 1 line 7 (eq. 1).
+        Li, Zhou, Chen and Li (2017), *Meta-SGD: Learning to Learn Quickly for
+        Few-Shot Learning*, arXiv:1707.09835, Section 3 (the Meta-SGD
+        learner ``theta' = theta - alpha o grad L(theta)``).
     """
-    check_inner_loop(inner_lr, steps)
+    check_inner_loop(inner_lr, steps, params)
     if not params:
         raise ValueError("params is empty: pass dict(model.named_parameters()).")
 
@@ -137,7 +239,10 @@ def adapt(
                 grads = grad(support_loss)(params)
         if first_order:
             grads = {name: g.detach() for name, g in grads.items()}
-        params = {name: p - inner_lr * grads[name] for name, p in params.items()}
+        if isinstance(inner_lr, Mapping):  # Meta-SGD: alpha o grad, elementwise
+            params = {n: p - inner_lr[n] * grads[n] for n, p in params.items()}
+        else:
+            params = {name: p - inner_lr * grads[name] for name, p in params.items()}
     return params
 
 
@@ -150,7 +255,7 @@ def _task_query_loss(
     query_x: torch.Tensor,
     query_y: torch.Tensor,
     *,
-    inner_lr: float,
+    inner_lr: InnerLR,
     steps: int,
     first_order: bool,
     loss_fn: LossFn,
@@ -204,7 +309,7 @@ def meta_loss(
     buffers: Params,
     batch: TaskBatch,
     *,
-    inner_lr: float,
+    inner_lr: InnerLR,
     steps: int,
     first_order: bool,
     loss_fn: LossFn = F.cross_entropy,
@@ -219,7 +324,8 @@ def meta_loss(
     of ``params`` with the full autograd graph, so ``loss.backward()`` puts the
     MAML meta-gradient (second-order unless ``first_order``) into ``.grad`` of
     the tensors in ``params`` -- the model's own parameters if ``params =
-    dict(model.named_parameters())``.
+    dict(model.named_parameters())`` -- and, with Meta-SGD's per-parameter
+    rates, into ``.grad`` of the rate tensors as well.
 
     With ``vectorise=True`` all tasks run in one pass of
     :func:`torch.func.vmap` (the parameters are shared, the data batched); with
@@ -236,7 +342,9 @@ def meta_loss(
         params: meta-parameters theta (name -> tensor).
         buffers: model buffers (name -> tensor).
         batch: the tasks, e.g. an :class:`~metalearn.episodes.EpisodeBatch`.
-        inner_lr: alpha (> 0).
+        inner_lr: alpha (> 0), or Meta-SGD's per-parameter rates (see
+            :func:`adapt`); rates are shared by all tasks, and the loss is
+            differentiable with respect to them.
         steps: inner gradient steps (>= 1).
         first_order: drop the second-order term (first-order MAML).
         loss_fn: per-task loss ``loss_fn(outputs, targets)``.
@@ -252,7 +360,7 @@ def meta_loss(
         ``batch.support_x [T, N*K, C, H, W]``, ``batch.support_y [T, N*K]``,
         ``batch.query_x [T, N*Q, C, H, W]``, ``batch.query_y [T, N*Q]``.
     """
-    check_inner_loop(inner_lr, steps)
+    check_inner_loop(inner_lr, steps, params)
     tasks = check_task_batch(batch)
     if chunk_size is not None:
         check_positive_int("chunk_size", chunk_size)
@@ -298,7 +406,7 @@ def maml_step_from_sampler(
     model: nn.Module,
     sample: Callable[[torch.Generator], TaskBatch],
     *,
-    inner_lr: float,
+    inner_lr: InnerLR,
     steps: int,
     first_order: bool,
     loss_fn: LossFn = F.cross_entropy,
@@ -319,9 +427,11 @@ def maml_step_from_sampler(
 
     Returns:
         ``step(generator) -> (loss, metrics)``; ``loss.backward()`` gives the
-        meta-gradient on ``model.parameters()``.
+        meta-gradient on ``model.parameters()`` (and on the rate tensors, if
+        ``inner_lr`` maps names to them: the step keeps those tensors, so an
+        optimiser that updates them in place is seen by every later step).
     """
-    check_inner_loop(inner_lr, steps)
+    check_inner_loop(inner_lr, steps, dict(model.named_parameters()))
     target = torch.device(device) if device is not None else model_device(model)
 
     def step(generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
@@ -352,7 +462,7 @@ def make_maml_step(
     shots: int,
     queries: int,
     meta_batch_size: int,
-    inner_lr: float,
+    inner_lr: InnerLR,
     steps: int,
     first_order: bool,
     device: torch.device | str | None = None,
@@ -371,7 +481,8 @@ def make_maml_step(
         images: ``[classes, examples, C, H, W]`` (e.g. Omniglot's train split).
         ways: N. shots: K. queries: query examples per class.
         meta_batch_size: T, tasks per meta-update (32 in the paper, 5-way).
-        inner_lr: alpha (0.4 in the paper for Omniglot).
+        inner_lr: alpha (0.4 in the paper for Omniglot), or Meta-SGD's
+            per-parameter rates (see :func:`adapt`).
         steps: inner gradient steps in training (1 in the paper, 5-way).
         first_order: first-order MAML.
         device: where to compute; ``None``: the model's device.
@@ -400,7 +511,7 @@ def make_maml_step(
 def maml_classifier(
     model: nn.Module,
     *,
-    inner_lr: float,
+    inner_lr: InnerLR,
     steps: int,
     loss_fn: LossFn = F.cross_entropy,
 ) -> Callable[[Episode], torch.Tensor]:
@@ -409,22 +520,27 @@ def maml_classifier(
     For :func:`metalearn.evaluate.evaluate`, which runs under ``torch.no_grad``;
     the inner gradients are still computed (:func:`torch.func.grad` ignores an
     outer ``no_grad``, and grad mode is enabled explicitly besides). The
-    meta-parameters are detached, so evaluation never touches their graph.
+    meta-parameters (and Meta-SGD's rates) are detached, so evaluation never
+    touches their graph.
 
     Args:
         model: the meta-trained network.
-        inner_lr: alpha at test time.
+        inner_lr: alpha at test time, or Meta-SGD's meta-learned per-parameter
+            rates (see :func:`adapt`), read afresh at every call.
         steps: inner steps at test time (3 in the paper for Omniglot 5-way).
         loss_fn: the support loss.
 
     Returns:
         ``classify(episode) -> logits [N*Q, N]``.
     """
-    check_inner_loop(inner_lr, steps)
+    check_inner_loop(inner_lr, steps, dict(model.named_parameters()))
 
     def classify(episode: Episode) -> torch.Tensor:
         params = {name: p.detach() for name, p in model.named_parameters()}
         buffers = {name: b.detach() for name, b in model.named_buffers()}
+        rates = inner_lr
+        if isinstance(inner_lr, Mapping):
+            rates = {name: rate.detach() for name, rate in inner_lr.items()}
         with torch.enable_grad():
             adapted = adapt(
                 model,
@@ -432,7 +548,7 @@ def maml_classifier(
                 buffers,
                 episode.support_x,
                 episode.support_y,
-                inner_lr=inner_lr,
+                inner_lr=rates,
                 steps=steps,
                 first_order=True,
                 loss_fn=loss_fn,
