@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from metalearn.runtime import default_device, progress_bar, seed_everything, start_run
+from metalearn.runtime import (
+    cpu_name,
+    default_device,
+    progress_bar,
+    seed_everything,
+    start_run,
+)
 
 
 def draw():
@@ -32,6 +38,16 @@ def test_bad_seed(bad):
 def test_default_device_is_usable():
     device = default_device()
     assert torch.zeros(1, device=device).device.type == device.type
+
+
+def test_cpu_name_reads_the_model_name(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Some CPU 9\n")
+    assert cpu_name(str(cpuinfo)).startswith("Some CPU 9, ")
+    missing = cpu_name(str(tmp_path / "missing"))  # no such file: the architecture
+    assert missing and "Some CPU" not in missing
+    (tmp_path / "empty").write_text("processor\t: 0\n")
+    assert cpu_name(str(tmp_path / "empty")) == missing
 
 
 def test_run_header_and_wall_time(capsys):

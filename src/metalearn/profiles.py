@@ -85,9 +85,9 @@ PROFILES: dict[str, Profile] = {
         maml_meta_batch=16,  # tasks per meta-update
         maml_5shot_iterations=250,  # the same for 5-shot tasks
         reptile_iterations=600,  # meta-iterations per Reptile model
-        protonet_steps=1_900,  # episodes per ProtoNet/Matching model
-        ablation_steps=300,  # episodes per ablation model
-        siamese_steps=1_500,  # verification batches (Siamese)
+        protonet_steps=3_400,  # episodes per ProtoNet/Matching model
+        ablation_steps=600,  # episodes per ablation model
+        siamese_steps=2_400,  # verification batches (Siamese)
     ),
     "paper": Profile(
         name="paper",
