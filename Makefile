@@ -48,11 +48,12 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 # Re-execute every chapter in place with PROFILE (default short) to refresh the
-# outputs stored in the notebooks, which is what the book shows.
+# outputs stored in the notebooks, which is what the book shows. MPLBACKEND is
+# unset because a non-inline backend (e.g. Agg) would store no figures.
 notebooks: $(STAMP)
 	for nb in chapters/*.ipynb; do \
 		echo "== $$nb (profile $(PROFILE))"; \
-		METALEARN_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook \
+		env -u MPLBACKEND METALEARN_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook \
 			--execute --inplace --ExecutePreprocessor.timeout=-1 "$$nb"; \
 	done
 

@@ -1,9 +1,9 @@
 """Checks on the committed notebooks: what the book shows must be a real run.
 
 Every chapter notebook must have been executed top to bottom (execution counts
-1..n), hold no error output, record its run profile (not ``smoke``), start with
-the same Colab bootstrap cell, and that cell must point at the repository URL
-of ``_config.yml``.
+1..n), hold no error output, record its run profile (not ``smoke``), store
+the image of every figure it shows, start with the same Colab bootstrap cell,
+and that cell must point at the repository URL of ``_config.yml``.
 """
 
 from __future__ import annotations
@@ -74,3 +74,24 @@ def test_colab_bootstrap_is_identical_and_points_at_the_repository():
     assert "google.colab" in source
     assert f'REPOSITORY = "{url}"' in source
     assert "learn2learn==0.2.0" in source and "--no-deps" in source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_shown_figure_is_stored(path):
+    """A cell that calls ``plt.show()`` must store its image.
+
+    Executing a notebook with a non-inline matplotlib backend (for example
+    ``MPLBACKEND=Agg`` in the environment) runs every cell without error but
+    stores no figure, and the book then renders without its plots.
+    """
+    missing = [
+        index
+        for index, cell in enumerate(load(path)["cells"])
+        if cell["cell_type"] == "code"
+        and "plt.show()" in "".join(cell["source"])
+        and not any("image/png" in o.get("data", {}) for o in cell["outputs"])
+    ]
+    assert not missing, (
+        f"{path.name}: cells {missing} call plt.show() but store no image; "
+        "execute the notebook without MPLBACKEND set (`make notebooks`)."
+    )
