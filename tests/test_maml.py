@@ -192,27 +192,11 @@ def test_gradcheck_adapt_conv4(steps):
     assert gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
-def test_gradcheck_vmapped_meta_loss_conv4():
-    # The trap this guards against: vmap + nn.BatchNorm2d gives a wrong
-    # second-order meta-gradient. Finite differences through the vmapped loss.
-    torch.manual_seed(0)
-    model = Conv4(1, 3, hidden=4, image_size=16).double()
-    batch = random_batch(3, 3, 1, 2, 16, dtype=torch.float64)
-    names = [name for name, _ in model.named_parameters()]
-
-    def f(*tensors):
-        params = dict(zip(names, tensors, strict=True))
-        loss, _ = meta_loss(
-            model, params, {}, batch, inner_lr=0.4, steps=2, first_order=False
-        )
-        return loss
-
-    inputs = tuple(p.detach().clone().requires_grad_() for p in model.parameters())
-    assert gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
-
-
-def test_gradcheck_gemm_meta_loss_conv4():
-    # Finite differences through the batched-GEMM path (conv4_batched).
+@pytest.mark.parametrize("gemm", [False, True], ids=["vmap", "gemm"])
+def test_gradcheck_meta_loss_conv4(gemm):
+    # Finite differences through the vmapped loss, and through the
+    # batched-GEMM path (conv4_batched). The trap the vmap case guards
+    # against: vmap + nn.BatchNorm2d gives a wrong second-order meta-gradient.
     torch.manual_seed(0)
     model = Conv4(1, 3, hidden=4, image_size=16).double()
     batch = random_batch(3, 3, 1, 2, 16, dtype=torch.float64)
@@ -228,7 +212,7 @@ def test_gradcheck_gemm_meta_loss_conv4():
             inner_lr=0.4,
             steps=2,
             first_order=False,
-            gemm=True,
+            gemm=gemm,
         )
         return loss
 
