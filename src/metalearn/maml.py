@@ -240,11 +240,15 @@ def adapt(
                 grads = grad(support_loss)(params)
         if first_order:
             grads = {name: g.detach() for name, g in grads.items()}
-        if isinstance(inner_lr, Mapping):  # Meta-SGD: alpha o grad, elementwise
-            params = {n: p - inner_lr[n] * grads[n] for n, p in params.items()}
-        else:
-            params = {name: p - inner_lr * grads[name] for name, p in params.items()}
+        params = _gradient_step(params, grads, inner_lr)
     return params
+
+
+def _gradient_step(params: Params, grads: Params, inner_lr: InnerLR) -> Params:
+    # One inner step theta - alpha * grad (Meta-SGD: alpha o grad, elementwise).
+    if isinstance(inner_lr, Mapping):
+        return {n: p - inner_lr[n] * grads[n] for n, p in params.items()}
+    return {n: p - inner_lr * grads[n] for n, p in params.items()}
 
 
 def _task_query_loss(
@@ -307,10 +311,7 @@ def _gemm_task_query_losses(
         grads = grad(support_loss)(weights)
         if first_order:
             grads = {name: g.detach() for name, g in grads.items()}
-        if isinstance(inner_lr, Mapping):  # Meta-SGD, rates shared by the tasks
-            weights = {n: w - inner_lr[n] * grads[n] for n, w in weights.items()}
-        else:
-            weights = {n: w - inner_lr * grads[n] for n, w in weights.items()}
+        weights = _gradient_step(weights, grads, inner_lr)  # rates shared by tasks
     outputs = conv4_batched.logits(model, weights, query_x)  # [T, N*Q, N]
     losses = torch.stack([loss_fn(outputs[i], query_y[i]) for i in range(tasks)])
     return losses, outputs
@@ -379,8 +380,8 @@ def meta_loss(
     which ``vmap`` turns into grouped convolutions over strided tensors.
     With ``gemm=True`` (a :class:`~metalearn.models.Conv4` only) all tasks run
     at once with every convolution written as one batched matrix product
-    (:mod:`metalearn.conv4_batched`): the same function, and on a CPU faster
-    than both with large query sets (``benchmarks/maml_step.py``).
+    (:mod:`metalearn.conv4_batched`): the same function, but so far slower
+    than both on a CPU in every row of ``benchmarks/maml_step.py``.
 
     Args:
         model: the network, used only through ``functional_call``.
