@@ -27,6 +27,19 @@ def test_benchmark_script_runs_quickly(capsys):
             assert row[f"{path}_grad_rel_diff"] < 1e-4
 
 
+@pytest.mark.learn2learn
+def test_precision_script_paths_agree_in_float64(capsys):
+    results = load_script("meta_gradient_precision").main(
+        ["--hidden", "4", "--tasks", "2", "--draws", "1"])
+    assert "hardware:" in capsys.readouterr().out
+    for order in ("second-order", "first-order"):
+        for path in ("gemm", "learn2learn"):
+            assert results[order, "float64", path] < 1e-10
+        for path in ("loop", "gemm", "learn2learn"):
+            assert 0.0 < results[order, "float32", path] < 1e-2
+    assert len(results["moves"]) == 1
+
+
 def test_batch_norm_benchmark_runs(capsys):
     load_script("conv4_batchnorm").main(["--images", "8", "--repeats", "1"])
     out = capsys.readouterr().out
