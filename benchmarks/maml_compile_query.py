@@ -42,7 +42,7 @@ with contextlib.redirect_stderr(io.StringIO()):  # gym's notice on import
     import learn2learn as l2l
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks is no package
-from maml_step import learn2learn_loss  # noqa: E402
+from maml_step import learn2learn_loss, random_images, relative  # noqa: E402
 
 INNER_LR = 0.4
 
@@ -57,10 +57,6 @@ def median_seconds(compute: Callable[[], torch.Tensor], repeats: int) -> float:
     return statistics.median(times)
 
 
-def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=15)
@@ -69,8 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hidden", type=int, default=64)
     args = parser.parse_args(argv)
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (200, 20, 1, 28, 28), dtype=torch.uint8,
-                           generator=generator)
+    images = random_images(generator)
     batch = sample_episodes(images, args.tasks, 5, 1, args.queries, generator)
     torch.manual_seed(0)
     model = Conv4(1, ways=5, hidden=args.hidden)

@@ -68,6 +68,18 @@ def our_loss(model, batch, loss_fn, *, first_order, vectorise, inner_lr, gemm=Fa
     return loss
 
 
+def random_images(generator: torch.Generator) -> torch.Tensor:
+    """200 classes of 20 random 28x28 uint8 images (timings do not depend on them)."""
+    return torch.randint(
+        0, 256, (200, 20, 1, 28, 28), dtype=torch.uint8, generator=generator
+    )
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The relative difference ``|a - b| / |b|`` (Euclidean norms)."""
+    return float((a - b).norm() / b.norm())
+
+
 def gradient(model, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
     model.zero_grad()
     compute().backward()
@@ -89,9 +101,7 @@ def median_seconds(model, compute, warmup: int, repeats: int) -> float:
 
 def omniglot_rows(args) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(
-        0, 256, (200, 20, 1, 28, 28), dtype=torch.uint8, generator=generator
-    )
+    images = random_images(generator)
     rows = []
     for queries in (1, 15):
         batch = sample_episodes(images, args.meta_batch, 5, 1, queries, generator)

@@ -38,7 +38,7 @@ with contextlib.redirect_stderr(io.StringIO()):  # gym's notice on import
     import learn2learn as l2l
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks is no package
-from maml_step import learn2learn_loss, our_loss  # noqa: E402
+from maml_step import learn2learn_loss, our_loss, random_images, relative  # noqa: E402
 
 INNER_LR = 0.4
 PATHS = ("loop", "gemm", "learn2learn")
@@ -63,10 +63,6 @@ def meta_gradient(model, batch, path: str, first_order: bool) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for p in model.parameters()]).double()
 
 
-def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=1)
@@ -75,8 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tasks", type=int, default=32)
     args = parser.parse_args(argv)
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (200, 20, 1, 28, 28), dtype=torch.uint8,
-                           generator=generator)
+    images = random_images(generator)
     batch = sample_episodes(images, args.tasks, 5, 1, args.queries, generator)
     batches = {torch.float32: batch, torch.float64: as_dtype(batch, torch.float64)}
     torch.manual_seed(0)
