@@ -12,7 +12,7 @@ PROFILE ?= short
 BOOK_FLAGS := -W -n --keep-going
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: book test lint unit notebooks install clean
+.PHONY: book test lint unit notebooks dryrun install clean
 
 install: $(STAMP)
 
@@ -35,13 +35,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests chapters benchmarks
 
 # Unit tests, then every notebook executed in the `smoke` profile (nbval), in
-# one pytest run, then the book build in which a warning is an error. The
-# smoke workloads are tiny: one thread each avoids oversubscribing small CI
-# machines (two torch processes with two threads each on two cores run up to
-# 50x slower).
+# one pytest run, then the `paper` and `gpu` dry runs, then the book build in
+# which a warning is an error. The smoke workloads are tiny: one thread each
+# avoids oversubscribing small CI machines (two torch processes with two threads
+# each on two cores run up to 50x slower).
 test: lint
 	OMP_NUM_THREADS=1 METALEARN_PROFILE=smoke MPLBACKEND=Agg \
 		$(BIN)/python -m pytest tests chapters --nbval-lax --nbval-current-env
+	$(MAKE) --no-print-directory dryrun
 	$(MAKE) --no-print-directory book
 
 unit: $(STAMP)
@@ -62,6 +63,26 @@ notebooks: $(STAMP)
 		env -u MPLBACKEND METALEARN_PROFILE=$(PROFILE) METALEARN_PROGRESS=0 \
 			$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=-1 "$$nb"; \
+	done
+
+# The code paths of `paper` and `gpu` on a CPU: every chapter executed (nbval,
+# as in the smoke run) under each profile with METALEARN_MAX_STEPS=2, which caps
+# every training at 2 steps and every evaluation at 2 episodes but keeps the
+# profile's meta-batch sizes, shots, queries, inner steps and widths. Capped runs
+# keep their checkpoints apart (<profile>-max2); those are removed first, so that
+# every training runs here instead of loading the last dry run's.
+DRYRUN_PROFILES ?= paper gpu
+DRYRUN_STEPS ?= 2
+
+dryrun: $(STAMP)
+	cache=$$($(BIN)/python -c "from metalearn.data.paths import cache_root; print(cache_root())"); \
+	for profile in $(DRYRUN_PROFILES); do \
+		rm -rf "$$cache/checkpoints/$$profile-max$(DRYRUN_STEPS)"; \
+		echo "== every chapter, profile $$profile, METALEARN_MAX_STEPS=$(DRYRUN_STEPS)"; \
+		OMP_NUM_THREADS=1 METALEARN_PROFILE=$$profile METALEARN_PROGRESS=0 \
+			METALEARN_MAX_STEPS=$(DRYRUN_STEPS) MPLBACKEND=Agg $(BIN)/python -m pytest \
+			-q -p no:cacheprovider --nbval-lax --nbval-current-env \
+			$(or $(TOC_NOTEBOOKS),chapters); \
 	done
 
 clean:
