@@ -24,9 +24,10 @@ test does what that cell does on a machine like CI's:
 What it does not cover: Colab's own package versions (it installs the lock's),
 a GPU (the chapter runs on the CPU), fetching the repository at the ref the
 cell names (the wheel is built from this checkout), and the other chapters
-unless ``METALEARN_COLAB_CHAPTERS=all``. It takes about 6-9 minutes on a 2-core
-machine, most of it installing torch (a 0.5 GB download from PyPI, the CUDA
-libraries from the machine's local wheel cache) and building learn2learn.
+unless ``METALEARN_COLAB_CHAPTERS=all``. It took 5.5 minutes on our 2-core
+machine (with learn2learn's built wheel in pip's cache; about 1.5 minutes more
+without), most of it installing torch (a 0.55 GB download from PyPI; the CUDA
+libraries, another 3 GB, came from the machine's local wheel store).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def run(command: list[str], log: list[str], **options) -> str:
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
                           **options)
-    log.append(f"{time.perf_counter() - started:6.1f} s  {' '.join(command)[:120]}")
+    shown = " ".join("<script>" if "\n" in word else word for word in command)
+    log.append(f"{time.perf_counter() - started:6.1f} s  {shown[:150]}")
     assert done.returncode == 0, (
         f"{command} failed ({done.returncode}):\n{done.stdout[-4000:]}\n"
         f"{done.stderr[-4000:]}")

@@ -145,7 +145,7 @@ def noisy_run(name: str, crash_at: int | None = None):
     seed_globals(100 + distributed.world().rank)  # each rank's noise differs
 
     def evaluate():
-        return {"weight_norm": float(model[0].weight.norm())}
+        return {"weight_norm": float(model[0].weight.detach().norm())}
 
     return model, fit(name, model, optimiser, NoisyStep(model, crash_at), 6,
                       evaluate=evaluate, eval_every=2, seed=SEED,

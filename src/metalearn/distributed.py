@@ -21,6 +21,12 @@ processes equals one step of a single process on the union of their tasks, up
 to floating-point rounding. Every rank then applies the same update to the same
 weights, so the weights stay identical without being sent again.
 
+The recorded loss and metrics are their means over the ranks: for a mean over
+tasks (MAML's and ProtoNet's losses, query accuracies) that is its value over
+all ``R * B`` tasks; Reptile's surrogate ``0.5 ||theta - mean(phi)||^2`` and
+its ``update_norm`` are not means over tasks, so what is recorded for them is
+the mean of the ranks' values (the gradient, which is linear in ``phi``, is exact).
+
 The backend is NCCL for models on CUDA GPUs and gloo on CPUs. Only rank 0
 writes checkpoints, prints and shows a progress bar; checkpoints hold the
 random number generator states of every rank, gathered to rank 0, so a resumed

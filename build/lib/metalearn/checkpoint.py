@@ -271,6 +271,7 @@ def make_checkpoint(
     rng: dict[str, Any],
     experiment: dict[str, Plain] | None,
     seed: int,
+    rng_ranks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the content of a checkpoint (the layout :func:`load_checkpoint` reads).
 
@@ -283,6 +284,9 @@ def make_checkpoint(
         rng: :func:`capture_rng_state` taken at the state being saved.
         experiment: :func:`experiment_to_dict` of the experiment config.
         seed: the training loop's seed.
+        rng_ranks: in a run of several processes (:mod:`metalearn.distributed`),
+            :func:`capture_rng_state` of every rank, in rank order (``rng`` is
+            then rank 0's); ``None`` for a single process.
     """
     return {
         "format": FORMAT_VERSION,
@@ -293,6 +297,8 @@ def make_checkpoint(
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "history": history,
         "rng": rng,
+        "world_size": 1 if rng_ranks is None else len(rng_ranks),
+        "rng_ranks": rng_ranks,
         "experiment": experiment,
         "seed": int(seed),
         "model_description": describe_model(model),
@@ -330,13 +336,17 @@ def check_compatible(
     experiment: dict[str, Plain] | None,
     seed: int,
     path: str | os.PathLike[str],
+    world_size: int = 1,
 ) -> None:
     """Raise if ``checkpoint`` was written by a different run than this one.
 
     Compares the model description (class, parameter names and shapes), the
     optimiser (class, initial learning rates), the presence of a scheduler, the
-    experiment config and the seed. Nothing is loaded, so a failed check leaves
-    the model untouched.
+    experiment config, the seed and the number of processes (``world_size``:
+    each process draws its own tasks, so a run can only continue exactly with
+    as many as it had; checkpoints written before this was recorded count as
+    one process). Nothing is loaded, so a failed check leaves the model
+    untouched.
 
     Raises:
         ValueError: naming what differs and how to start afresh.
@@ -381,6 +391,14 @@ def check_compatible(
         raise ValueError(
             f"The checkpoint {path} was written for experiment {old} but this run "
             f"has {new}. {fix}"
+        )
+    stored_size = checkpoint.get("world_size", 1)
+    if stored_size != world_size:
+        raise ValueError(
+            f"The checkpoint {path} was written by a run of {stored_size} "
+            f"process(es) but this run has {world_size}; each process draws its "
+            "own tasks, so resume with the same number (torchrun "
+            f"--nproc_per_node x --nnodes = {stored_size}). {fix}"
         )
     if checkpoint["seed"] != seed:
         raise ValueError(

@@ -45,8 +45,15 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def default_device() -> torch.device:
-    """The fastest device available: CUDA, then Apple's MPS, then the CPU."""
+    """The fastest device available: CUDA, then Apple's MPS, then the CPU.
+
+    Under ``torchrun`` on a machine with several GPUs, each process gets its
+    own: ``cuda:LOCAL_RANK`` (see :mod:`metalearn.distributed`).
+    """
     if torch.cuda.is_available():
+        local_rank = os.environ.get("LOCAL_RANK", "").strip()
+        if local_rank.isdigit() and int(local_rank) < torch.cuda.device_count():
+            return torch.device("cuda", int(local_rank))
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():

@@ -39,6 +39,16 @@ function's own ``identity`` (the training-step makers of the library attach one
 naming their hyperparameters, e.g. ``inner_lr``); resuming with any of them
 changed raises ``ValueError`` naming what changed.
 
+**Several processes train as one.** Under ``torchrun --nproc_per_node=N``
+the same call trains on N processes (:mod:`metalearn.distributed`): each rank
+samples its own tasks with a generator seeded from ``config.seed`` and its rank,
+the loss, the metrics and the gradients are averaged over the ranks after the
+backward pass (NCCL on GPUs, gloo on CPUs), and every rank applies the same
+update. Only rank 0 writes checkpoints (holding every rank's random number
+generators) and shows progress; a resumed run restores every rank. An
+interruption of a distributed run writes nothing (the ranks cannot agree on
+the step it reached): the last periodic checkpoint is kept.
+
 **Divergence stops the run.** A NaN or infinite loss or gradient raises
 :class:`TrainingDiverged` naming the step, the loss and the likely cause, before
 the optimiser applies the bad update; no checkpoint of the bad state is written.
@@ -55,6 +65,7 @@ from typing import Any
 
 import torch
 
+from metalearn import distributed
 from metalearn.checkpoint import (
     capture_rng_state,
     check_compatible,
@@ -258,6 +269,7 @@ class _State:
     path: Path | None
     history: History
     rng: dict[str, Any]
+    world: distributed.World  # this process among those of the run (rank, size)
     completed: int = 0
     eval_pending: bool = False
     saved_step: int | None = None  # the step of the checkpoint on disk
@@ -275,8 +287,12 @@ class _State:
 
 
 def _start(model, optimiser, step, config, evaluate, scheduler, experiment) -> _State:
-    generator = torch.Generator().manual_seed(config.seed)
-    return _State(
+    first = next(model.parameters(), None)
+    world = distributed.join(first.device if first is not None else "cpu")
+    generator = torch.Generator().manual_seed(
+        distributed.rank_seed(config.seed, world.rank)
+    )
+    state = _State(
         model=model,
         optimiser=optimiser,
         scheduler=scheduler,
@@ -289,16 +305,21 @@ def _start(model, optimiser, step, config, evaluate, scheduler, experiment) -> _
         else checkpoint_path(config.checkpoint_dir),
         history=History(),
         rng=capture_rng_state(generator),
+        world=world,
     )
+    tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    tensors.update((id(p), p) for _, p in state.named_parameters())
+    distributed.broadcast_tensors(tensors.values(), world)  # rank 0's start
+    return state
 
 
 # ------------------------------------------------------------------ resume / save
 
 
-def _resume(state: _State) -> None:
-    """Load the checkpoint of ``state.path``, if there is one, after checking it."""
+def _read_checkpoint(state: _State) -> dict[str, Any] | None:
+    """The checkpoint of ``state.path`` after checking it, or ``None``."""
     if state.path is None or not state.path.exists():
-        return
+        return None
     checkpoint = load_checkpoint(state.path)
     check_compatible(
         checkpoint,
@@ -308,6 +329,7 @@ def _resume(state: _State) -> None:
         experiment=state.identity,
         seed=state.config.seed,
         path=state.path,
+        world_size=state.world.size,
     )
     if checkpoint["step"] > state.config.steps:
         raise ValueError(
@@ -315,6 +337,16 @@ def _resume(state: _State) -> None:
             f"run has steps={state.config.steps}. Raise steps, use another "
             f"checkpoint_dir, or delete {state.path} to start afresh."
         )
+    return checkpoint
+
+
+def _resume(state: _State) -> None:
+    """Load the checkpoint of ``state.path``, if there is one (read by rank 0)."""
+    checkpoint = distributed.on_main(lambda: _read_checkpoint(state), state.world)
+    if checkpoint is None:
+        return
+    if state.world.distributed:  # this rank's generators, not rank 0's
+        checkpoint = {**checkpoint, "rng": checkpoint["rng_ranks"][state.world.rank]}
     restore_training_state(
         checkpoint,
         model=state.model,
@@ -329,8 +361,15 @@ def _resume(state: _State) -> None:
 
 
 def _save(state: _State) -> None:
-    """Write a checkpoint of the state described by ``completed`` and ``rng``."""
+    """Write a checkpoint of the state described by ``completed`` and ``rng``.
+
+    With several processes every rank's ``rng`` is gathered, and rank 0 writes.
+    """
     assert state.path is not None
+    rng_ranks = distributed.gather_objects(state.rng, state.world)
+    if not state.world.main:
+        state.saved_step = state.completed
+        return
     save_checkpoint(
         state.path,
         make_checkpoint(
@@ -343,6 +382,7 @@ def _save(state: _State) -> None:
             rng=state.rng,
             experiment=state.identity,
             seed=state.config.seed,
+            rng_ranks=rng_ranks if state.world.distributed else None,
         ),
     )
     state.saved_step = state.completed
@@ -352,13 +392,22 @@ def _save(state: _State) -> None:
 
 
 def _gradients(state: _State, step: int) -> dict[str, float]:
-    """Phase A: the loss and its gradients; parameters and optimiser untouched."""
+    """Phase A: the loss and its gradients; parameters and optimiser untouched.
+
+    With several processes, the loss, the metrics and the gradients are the
+    means over the ranks (:mod:`metalearn.distributed`).
+    """
     state.optimiser.zero_grad(set_to_none=True)
     loss, metrics = _check_step_output(state.step_fn(state.generator), step)
-    loss_value = float(loss.detach())
+    loss_value, *values = distributed.mean_over_ranks(
+        [float(loss.detach()), *metrics.values()], state.world, loss.device
+    )
+    metrics = dict(zip(metrics, values, strict=True))
     if not math.isfinite(loss_value):
         _diverged(state, step, loss_value, f"the loss is {loss_value}")
     loss.reshape(()).backward()
+    parameters = [p for _, p in state.named_parameters()]
+    distributed.average_gradients(parameters, state.world)
     grads = [(n, p.grad) for n, p in state.named_parameters() if p.grad is not None]
     if not grads:
         raise ValueError(
@@ -433,7 +482,10 @@ def _run(state: _State, progress: bool) -> History:
     """Steps ``completed + 1 .. steps``: phase A, B, C, checkpoint; saved if stopped."""
     config = state.config
     bar = progress_bar(
-        total=config.steps, initial=state.completed, desc="train", disable=not progress
+        total=config.steps,
+        initial=state.completed,
+        desc="train",
+        disable=not (progress and state.world.main),
     )
     window: list[dict[str, float]] = []  # rows averaged in the bar's metrics
     last_eval: dict[str, float] = {}
@@ -460,7 +512,14 @@ def _run(state: _State, progress: bool) -> History:
                     bar.update(1)
             except KeyboardInterrupt:
                 bar.close()
-                if state.path is not None:
+                if state.path is not None and state.world.distributed:
+                    _say(
+                        state,
+                        "Interrupted: a run of several processes keeps its last "
+                        f"periodic checkpoint (step {state.saved_step}) in "
+                        f"{state.path}; run the same command again to resume.",
+                    )
+                elif state.path is not None:
                     _save(state)
                     pending = " (evaluation pending)" if state.eval_pending else ""
                     print(
@@ -471,6 +530,12 @@ def _run(state: _State, progress: bool) -> History:
     finally:
         bar.close()
     return state.history
+
+
+def _say(state: _State, message: str) -> None:
+    """Print ``message`` on rank 0 only (every process runs the same code)."""
+    if state.world.main:
+        print(message)
 
 
 def _postfix(window: list[dict[str, float]], last_eval: dict[str, float]) -> dict:
@@ -545,13 +610,15 @@ def train(
     state = _start(model, optimiser, step, config, evaluate, scheduler, experiment)
     _resume(state)
     if state.finished and state.saved_step is not None:
-        print(
+        _say(
+            state,
             f"Run already finished: loaded step {state.completed} of {config.steps} "
-            f"from {state.path}; nothing to train."
+            f"from {state.path}; nothing to train.",
         )
         return state.history
     if state.saved_step is not None:
-        print(
-            f"Resuming from step {state.completed} of {config.steps} ({state.path})."
+        _say(
+            state,
+            f"Resuming from step {state.completed} of {config.steps} ({state.path}).",
         )
     return _run(state, progress)
