@@ -5,7 +5,9 @@ channels), 28x28 images, 5-way 1-shot, meta-batch 32, one inner step with
 ``inner_lr = 0.4``, second- and first-order, with 1 and with 15 query examples
 per class. A meta-iteration is ``zero_grad``, the meta-loss over the meta-batch,
 ``backward`` and ``Adam.step``. Each row reports the median of ``--repeats``
-timed iterations after ``--warmup`` untimed ones, all in this one process, and
+timed iterations after ``--warmup`` untimed ones, all in this one process, the
+implementations taking turns iteration by iteration (so that a shared
+machine's changing load slows them alike), and
 a ``ratio:`` line (learn2learn time / the time of our automatic choice, the
 path :func:`metalearn.zoo.prefers_vmap` picks for that configuration, which is
 what the chapters run: > 1 means ours is faster). Both of our paths are timed.
@@ -89,20 +91,30 @@ def gradient(model, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
-def median_seconds(model, compute, warmup: int, repeats: int) -> float:
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+def median_seconds(
+    model, computes: dict[str, Callable[[], torch.Tensor]], warmup: int, repeats: int
+) -> dict[str, float]:
+    """The median seconds of a meta-iteration of each of ``computes``, interleaved.
+
+    The implementations take turns (one iteration of each, then the next
+    round), so a change in the load of a shared machine slows them alike
+    instead of one of them only.
+    """
+    optimisers = {name: torch.optim.Adam(model.parameters(), lr=1e-3)
+                  for name in computes}
     device = next(model.parameters()).device
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in computes}
     for i in range(warmup + repeats):
-        start = time.perf_counter()
-        optimiser.zero_grad()
-        compute().backward()
-        optimiser.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, compute in computes.items():
+            start = time.perf_counter()
+            optimisers[name].zero_grad()
+            compute().backward()
+            optimisers[name].step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def omniglot_rows(args) -> list[dict]:
@@ -140,13 +152,10 @@ def omniglot_rows(args) -> list[dict]:
             for name, compute in ours.items():
                 diff = (gradient(model, compute) - reference).abs().max()
                 row[f"{name}_grad_rel_diff"] = float(diff / reference.abs().max())
-            for name, compute in ours.items():
-                row[f"{name}_s"] = median_seconds(
-                    model, compute, args.warmup, args.repeats
-                )
-            row["learn2learn_s"] = median_seconds(
-                model, theirs, args.warmup, args.repeats
+            medians = median_seconds(
+                model, {**ours, "learn2learn": theirs}, args.warmup, args.repeats
             )
+            row.update({f"{name}_s": value for name, value in medians.items()})
             rows.append(row)
     return rows
 
@@ -167,11 +176,10 @@ def sinusoid_row(args) -> dict:
     def theirs():
         return learn2learn_loss(wrapped, batch, F.mse_loss)
 
-    repeats = args.repeats * 10
-    return {
-        "ours_it_per_s": 1 / median_seconds(model, ours, args.warmup, repeats),
-        "learn2learn_it_per_s": 1 / median_seconds(model, theirs, args.warmup, repeats),
-    }
+    medians = median_seconds(
+        model, {"ours": ours, "learn2learn": theirs}, args.warmup, args.repeats * 10
+    )
+    return {f"{name}_it_per_s": 1 / value for name, value in medians.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -183,12 +191,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's own choice)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="tiny sizes, to check that the script runs"
     )
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.quick:
         args.meta_batch, args.hidden, args.warmup, args.repeats = 2, 4, 1, 1
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     hardware = (
         f"{device_description(torch.device(args.device))}, torch "
         f"{torch.__version__}, python {platform.python_version()}"
