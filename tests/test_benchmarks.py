@@ -104,3 +104,12 @@ def test_meta_vs_init_says_which_chapter_to_run_first(monkeypatch, tmp_path):
     module = load_script("meta_vs_init")
     with pytest.raises(SystemExit, match="execute chapters/maml_omniglot.ipynb"):
         module.main(["--profile", "smoke", "--models", "maml-5w1s"])
+
+
+@pytest.mark.slow
+def test_distributed_scaling_script_runs(capsys):
+    rows = load_script("distributed_scaling").main(["--quick", "--configs", "2x1"])
+    out = capsys.readouterr().out
+    assert "2 process(es) x 1 thread(s), 2 tasks each" in out
+    assert rows[0]["processes"] == 2 and rows[0]["iteration_s"] > 0
+    assert rows[0]["allreduce_s"] > 0

@@ -232,11 +232,9 @@ def adapt(
         return loss_fn(outputs, support_y)
 
     for _ in range(steps):
-        if first_order:  # the gradient at theta_j, as a constant: detached first,
-            # so no graph of the inner backward pass is recorded only to be dropped
-            grads = grad(support_loss)({n: p.detach() for n, p in params.items()})
-        else:
-            grads = grad(support_loss)(params)
+        grads = grad(support_loss)(params)
+        if first_order:
+            grads = {name: g.detach() for name, g in grads.items()}
         params = _gradient_step(params, grads, inner_lr)
     return params
 
