@@ -224,7 +224,7 @@ def runs(tmp_path_factory):
 
 
 def max_difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+    return max(float((x - y).detach().abs().max()) for x, y in zip(a, b, strict=True))
 
 
 # --------------------------------------------------------------- the tests
