@@ -148,7 +148,7 @@ def test_different_experiment_is_refused_and_model_untouched(tmp_path):
     ("change", "pattern"),
     [
         ({"hidden": 16}, r"'0\.weight': \[8, 2\].* are \{.*'0\.weight': \[16, 2\]"),
-        ({"lr": 0.01}, r"initial_lr': \[0\.1\].*\[0\.01\]"),
+        ({"lr": 0.01}, r"optimiser: param_groups\.0\.lr: 0\.1 -> 0\.01\. "),
         ({"seed": 1}, r"seed 0 but this run has seed 1"),
         ({"experiment": {"ways": 5}}, r"experiment \{'meta_lr': 0\.001, 'shots'"),
         ({"steps": 2}, r"at step 4 but this run has steps=2"),

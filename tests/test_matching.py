@@ -182,7 +182,7 @@ def test_bad_inputs_raise():
     z = torch.randn(4, 3)
     with pytest.raises(ValueError, match="similarity must be one of"):
         attention(z, z, similarity="dot")
-    with pytest.raises(ValueError, match="scale must be a positive"):
+    with pytest.raises(ValueError, match="scale must be a finite positive"):
         attention(z, z, scale=0.0)
     with pytest.raises(ValueError, match=r"labels \[5\] outside 0..2"):
         label_log_probs(torch.zeros(2, 4), torch.tensor([0, 1, 2, 5]), 3)
