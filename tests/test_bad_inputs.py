@@ -420,7 +420,7 @@ CASES = [
     (
         "episode_sampler",
         "tasks zero",
-        lambda: episode_sampler(IMAGES, tasks=0, ways=2, shots=1, queries=1),
+        lambda: episode_sampler(IMAGES, tasks=0, ways=2, shots=1, queries=1)(gen()),
         ValueError,
         "tasks must be positive",
     ),

@@ -368,7 +368,9 @@ def episode_sampler(
     """A meta-batch sampler ``sample(generator)`` for the training-loop steps.
 
     The images and sizes are checked now, once, so a bad value fails when the
-    step is built and no draw pays for a pass over the images.
+    step is built and no draw pays for a pass over the images; ``tasks`` is
+    checked at each draw (callers name it, e.g. ``meta_batch_size``, in their
+    own check when they build the step).
 
     Args:
         images: ``[classes, examples, C, H, W]``; ``uint8`` is scaled to [0, 1].
@@ -380,9 +382,9 @@ def episode_sampler(
         :func:`sample_episodes` with the given generator.
     """
     check_episode_sizes(images, ways, shots, queries)
-    check_positive_int("tasks", tasks)
 
     def sample(generator: torch.Generator) -> EpisodeBatch:
+        check_positive_int("tasks", tasks)  # callers name it first (meta_batch_size)
         check_generator("generator", generator, optional=False)
         index = _draw_indices(images, tasks, ways, shots, queries, generator)
         return _materialise(images, index)
