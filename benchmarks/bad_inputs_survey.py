@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import importlib.util
+import io
 import re
 import sys
 import tempfile
@@ -185,33 +187,48 @@ def extra_cases():
 
 
 def classify(call, error, pattern) -> tuple[str, str]:
+    """``(outcome, message)`` of one row; the call's own output is swallowed."""
+    quiet = io.StringIO()
     try:
-        with warnings.catch_warnings():
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+        ):
             warnings.simplefilter("ignore")
             result = call()
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded
-        message = f"{type(exc).__name__}: {exc}"
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
         if isinstance(exc, error) and re.search(pattern, str(exc)):
             return "clear", message
         return "confusing", message
-    return "silent", f"returned {str(result)[:80]!r}"
+    return "silent", "returned " + " ".join(str(result)[:80].split())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, int]]:
+    """Run the survey; return ``{(rows, function): {outcome: count}}``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", default=str(REPO / "src"), help="library to replay")
     parser.add_argument("--verbose", action="store_true", help="print every message")
     parser.add_argument(
         "--no-extra", action="store_true", help="only the rows of the test table"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(args.src).resolve()))
     sys.path.insert(1, str(REPO / "tests"))
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("network disabled by the survey")
 
-    urllib.request.urlopen = offline
+    real_urlopen, urllib.request.urlopen = urllib.request.urlopen, offline
+    try:
+        counts = _survey(args)
+    finally:
+        urllib.request.urlopen = real_urlopen
+    return {key: dict(counter) for key, counter in counts.items()}
+
+
+def _survey(args: argparse.Namespace) -> dict[tuple[str, str], collections.Counter]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,6 +271,7 @@ def main() -> None:
             f"{source:6} {'TOTAL':28} {counter['clear']:6d} "
             f"{counter['confusing']:10d} {counter['silent']:7d}"
         )
+    return counts
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ The table only uses names that older versions also have, so it can be replayed.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tempfile
 import zipfile
 from pathlib import Path
@@ -1327,3 +1328,21 @@ def test_the_flipped_byte_changes_a_weight_that_torch_would_load(tmp_path):
     assert torch.isfinite(stored) and not torch.equal(stored, trained)
     with pytest.raises(ValueError, match="corrupted"):
         checkpoint.load_checkpoint(path)
+
+
+def test_the_survey_classifies_outcomes():
+    """benchmarks/bad_inputs_survey.py replays this table; its three outcomes."""
+    spec = importlib.util.spec_from_file_location(
+        "survey", REPO / "benchmarks" / "bad_inputs_survey.py"
+    )
+    survey = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(survey)
+
+    def divide():
+        return 1 / 0
+
+    assert survey.classify(divide, ZeroDivisionError, "division")[0] == "clear"
+    assert survey.classify(divide, ValueError, "division")[0] == "confusing"
+    assert survey.classify(divide, ZeroDivisionError, "zero size")[0] == "confusing"
+    outcome, message = survey.classify(lambda: 0.25, ValueError, "")
+    assert outcome == "silent" and "0.25" in message
