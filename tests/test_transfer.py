@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -142,19 +143,22 @@ def test_recipe_and_budgets_cover_every_profile():
     for name, profile in PROFILES.items():
         budget = transfer_budget(profile)
         made = pretrain_recipe(profile)
-        assert made.name == "pretrain-conv4" and made.steps == budget.pretrain_steps
+        assert made.name == "pretrain-conv4" and made.steps == profile.pretrain_steps
         assert budget.twenty_way_episodes <= profile.eval_episodes, name
         assert budget.finetune_all_episodes <= profile.eval_episodes, name
+    capped = dataclasses.replace(PROFILES["paper"], name="paper", eval_episodes=2)
+    assert transfer_budget(capped).twenty_way_episodes == 2
     with pytest.raises(ValueError, match="No transfer budget"):
-        transfer_budget("laptop")
+        transfer_budget(dataclasses.replace(PROFILES["short"], name="laptop"))
+    with pytest.raises(TypeError, match="Profile"):
+        transfer_budget("short")
 
 
 def test_recipe_build_trains_through_fit(omniglot_data):
     from metalearn.experiments import fit
 
     profile = PROFILES["smoke"]
-    made = PretrainRecipe(name="pretrain-test", steps=3, batch_size=16, hidden=8,
-                          val_episodes=2)
+    made = PretrainRecipe(name="pretrain-test", steps=3, batch_size=16, hidden=8)
     build = made.build(torch.device("cpu"), profile)
     fitted = fit(made.name, build.model, build.optimiser, build.step, made.steps,
                  evaluate=build.validate, scheduler=build.scheduler, profile=profile,
@@ -419,3 +423,29 @@ def test_imagenet_inputs_resize_and_normalise():
         imagenet_inputs(images * 255)
     with pytest.raises(ValueError, match="uint8"):
         imagenet_inputs((images * 255).to(torch.uint8))
+
+
+def test_pretrain_conv4_through_the_zoo(tmp_path, monkeypatch, omniglot_cache):
+    from conftest import omniglot_root
+
+    from metalearn import zoo
+    from metalearn.data import omniglot
+
+    monkeypatch.setenv("METALEARN_DATA", str(omniglot_root()))
+    for cached in omniglot_cache.glob("omniglot-*.pt"):
+        (tmp_path / cached.name).write_bytes(cached.read_bytes())
+    monkeypatch.setenv("METALEARN_CACHE", str(tmp_path))
+    monkeypatch.delenv("METALEARN_MAX_STEPS", raising=False)
+    if "pretrain-conv4" not in zoo.names():
+        monkeypatch.setitem(zoo.REGISTRY, "pretrain-conv4", pretrain_recipe)
+    smoke = PROFILES["smoke"]
+    trained = zoo.load_or_train("pretrain-conv4", profile=smoke, device="cpu")
+    assert not trained.loaded and trained.fitted.steps == smoke.pretrain_steps
+    again = zoo.load_or_train("pretrain-conv4", profile=smoke, device="cpu")
+    assert again.loaded
+    for a, b in zip(trained.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    test_images = omniglot(omniglot_root(), download=False).split("test")
+    episodes = FixedEpisodes(test_images, 2, 5, 1, 2, seed=0)
+    accuracy = evaluate(again.classifier(), episodes, progress=False)
+    assert 0 <= accuracy.mean <= 1

@@ -33,6 +33,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sized
@@ -62,15 +63,15 @@ PARTS = ("last", "all")  # what fine-tuning trains besides the new head
 
 @dataclass(frozen=True)
 class TransferBudget:
-    """What one run profile spends on the transfer chapter.
+    """What one run profile spends on the transfer chapter's evaluations.
 
-    The 5-way evaluations use every fixed test episode of the profile
+    The pre-training's own budget is ``profile.pretrain_steps``. The 5-way
+    evaluations use every fixed test episode of the profile
     (``profile.eval_episodes``); the 20-way ones, which embed four times as
     many images per episode, and the whole-network fine-tuning, which takes a
     backward pass per step, use the first episodes of the same fixed sets.
     """
 
-    pretrain_steps: int  # optimiser steps (mini-batches) of the pre-training
     batch_size: int  # images per pre-training mini-batch
     twenty_way_episodes: int  # first fixed episodes used in 20-way settings
     finetune_all_episodes: int  # first fixed episodes for whole-network FT
@@ -79,21 +80,21 @@ class TransferBudget:
 
 TRANSFER_BUDGETS: dict[str, TransferBudget] = {
     "smoke": TransferBudget(
-        pretrain_steps=30,
-        batch_size=64,
-        twenty_way_episodes=5,
-        finetune_all_episodes=3,
-        resnet_steps=1,
+        batch_size=64, twenty_way_episodes=5, finetune_all_episodes=3, resnet_steps=1
     ),
     "short": TransferBudget(
-        pretrain_steps=1_500,
         batch_size=128,
         twenty_way_episodes=100,
         finetune_all_episodes=100,
         resnet_steps=3,
     ),
+    "gpu": TransferBudget(
+        batch_size=256,
+        twenty_way_episodes=600,
+        finetune_all_episodes=600,
+        resnet_steps=10,
+    ),
     "paper": TransferBudget(
-        pretrain_steps=20_000,
         batch_size=256,
         twenty_way_episodes=600,
         finetune_all_episodes=600,
@@ -102,13 +103,25 @@ TRANSFER_BUDGETS: dict[str, TransferBudget] = {
 }
 
 
-def transfer_budget(profile: Profile | str) -> TransferBudget:
-    """The :class:`TransferBudget` of a profile (or a profile name)."""
-    name = profile if isinstance(profile, str) else profile.name
-    if name not in TRANSFER_BUDGETS:
+def transfer_budget(profile: Profile) -> TransferBudget:
+    """The :class:`TransferBudget` of ``profile``, within its episode counts.
+
+    Episode counts never exceed ``profile.eval_episodes`` (which
+    ``METALEARN_MAX_STEPS`` may have capped).
+    """
+    if not isinstance(profile, Profile):
+        raise TypeError(f"profile must be a Profile, got {profile!r}.")
+    if profile.name not in TRANSFER_BUDGETS:
         valid = ", ".join(repr(k) for k in TRANSFER_BUDGETS)
-        raise ValueError(f"No transfer budget for profile {name!r}; valid: {valid}.")
-    return TRANSFER_BUDGETS[name]
+        raise ValueError(
+            f"No transfer budget for profile {profile.name!r}; valid: {valid}."
+        )
+    budget = TRANSFER_BUDGETS[profile.name]
+    return dataclasses.replace(
+        budget,
+        twenty_way_episodes=min(budget.twenty_way_episodes, profile.eval_episodes),
+        finetune_all_episodes=min(budget.finetune_all_episodes, profile.eval_episodes),
+    )
 
 
 # ------------------------------------------------------------- pre-training
@@ -197,17 +210,6 @@ def backbone_of(model: Conv4) -> Conv4:
 
 
 @dataclass(frozen=True)
-class PretrainBuild:
-    """What :func:`metalearn.experiments.fit` needs to pre-train (see the zoo)."""
-
-    model: nn.Module
-    step: Step
-    optimiser: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
-    validate: Callable[[], dict[str, float]] | None
-
-
-@dataclass(frozen=True)
 class PretrainRecipe:
     """The pre-training of the transfer chapter: the zoo model ``pretrain-conv4``.
 
@@ -225,14 +227,13 @@ class PretrainRecipe:
     rotate: bool = True  # 90/180/270-degree rotations as new classes
     lr: float = 3e-3  # Adam's initial learning rate (cosine-annealed to 0)
     train_split: str = "train"  # Omniglot characters trained on
-    val_episodes: int = 100  # 5-way 1-shot validation episodes (val characters)
-    val_seed: int = 1  # seed of the validation episodes
     seed: int = 0  # initial weights
 
-    def build(self, device: torch.device, profile: Profile) -> PretrainBuild:
+    def build(self, device: torch.device, profile: Profile):  # -> zoo.Build
+        """Model, step, optimiser, schedule and validation, as the zoo needs them."""
         from metalearn.data import omniglot, rotate_classes
-        from metalearn.episodes import FixedEpisodes
         from metalearn.evaluate import evaluate
+        from metalearn.zoo import Build, validation_episodes
 
         data = omniglot()
         images = data.split(self.train_split).to(device)
@@ -246,20 +247,13 @@ class PretrainRecipe:
         step = make_classification_step(model, classes, batch_size=self.batch_size)
         optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, self.steps)
-        val = FixedEpisodes(
-            data.split("val").to(device),
-            count=min(self.val_episodes, profile.eval_episodes),
-            ways=5,
-            shots=1,
-            queries=profile.eval_queries,
-            seed=self.val_seed,
-        )
+        val = validation_episodes(data.split("val").to(device), profile, shots=1)
 
         def validate() -> dict[str, float]:
             classify = self.classifier(model)
             return {"acc_1shot": evaluate(classify, val, progress=False).mean}
 
-        return PretrainBuild(model, step, optimiser, scheduler, validate)
+        return Build(model, step, optimiser, scheduler, validate)
 
     def classifier(
         self, model: nn.Module, head: Head | None = None
@@ -269,12 +263,11 @@ class PretrainRecipe:
 
 
 def pretrain_recipe(profile: Profile) -> PretrainRecipe:
-    """The recipe of ``pretrain-conv4`` under ``profile`` (budget: its profile's)."""
-    budget = transfer_budget(profile)
+    """The zoo's factory of ``pretrain-conv4``: ``profile.pretrain_steps`` batches."""
     return PretrainRecipe(
         name="pretrain-conv4",
-        steps=budget.pretrain_steps,
-        batch_size=budget.batch_size,
+        steps=profile.pretrain_steps,
+        batch_size=transfer_budget(profile).batch_size,
     )
 
 
