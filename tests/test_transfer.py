@@ -137,6 +137,8 @@ def test_backbone_of_copies_the_blocks():
     with torch.no_grad():
         next(backbone.parameters()).add_(1.0)
     assert not torch.equal(backbone(x), model.features(x).flatten(1))
+    fast = backbone_of(model.to(memory_format=torch.channels_last))
+    assert fast.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_recipe_and_budgets_cover_every_profile():
@@ -212,7 +214,7 @@ def test_logistic_regression_matches_scipy():
     weight, bias = fit_logistic_regression(support_z, support_y, 3, l2=0.1)
     ref_w, ref_b = _scipy_fit(support_z.double().numpy(), support_y.numpy(), 3,
                               l2=0.1)
-    # L-BFGS stops at a gradient of 1e-7; the minimisers agree to ~1e-5.
+    # Two solvers, two implementations of the objective: minimisers agree.
     np.testing.assert_allclose(weight.numpy(), ref_w, atol=1e-4)
     np.testing.assert_allclose(bias.numpy() - bias.numpy().mean(),
                                ref_b - ref_b.mean(), atol=1e-4)
@@ -449,3 +451,62 @@ def test_pretrain_conv4_through_the_zoo(tmp_path, monkeypatch, omniglot_cache):
     episodes = FixedEpisodes(test_images, 2, 5, 1, 2, seed=0)
     accuracy = evaluate(again.classifier(), episodes, progress=False)
     assert 0 <= accuracy.mean <= 1
+
+
+def test_plot_pipelines_draws_both_rows():
+    import matplotlib.pyplot as plt
+
+    from metalearn.transfer import plot_pipelines
+
+    fig = plot_pipelines()
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert "transfer learning" in texts and "meta-learning" in texts
+    assert len(ax.patches) == 8 + 6  # 8 boxes, 6 arrows
+    assert ax.get_title()
+    plt.close(fig)
+
+
+def test_first_episodes_is_a_lazy_prefix(test_images):
+    from metalearn.transfer import EpisodePrefix
+
+    fixed = FixedEpisodes(test_images, 6, 5, 1, 2, seed=0)
+    prefix = first_episodes(fixed, 4)
+    assert isinstance(prefix, EpisodePrefix) and len(prefix) == 4
+    assert torch.equal(prefix[2].support_x, fixed[2].support_x)
+    assert torch.equal(prefix[-1].query_x, fixed[3].query_x)
+    assert len(list(prefix)) == 4 and len(first_episodes(fixed, 60)) == 6
+    with pytest.raises(IndexError):
+        prefix[4]
+    with pytest.raises(ValueError, match="count"):
+        first_episodes(fixed, 0)
+
+
+def test_validation_curve_reads_training_seconds():
+    from types import SimpleNamespace
+
+    from metalearn.history import History
+    from metalearn.transfer import validation_curve
+
+    history = History()
+    for step in (1, 2, 3, 4):
+        history.record_train(step, {"loss": 1.0, "train_seconds": 10.0 * step})
+    history.record_eval(2, {"acc_1shot": 0.5})
+    history.record_eval(4, {"acc_1shot": 0.7})
+    seconds, values = validation_curve(SimpleNamespace(name="m", history=history))
+    assert seconds == [20.0, 40.0] and values == [0.5, 0.7]
+    with pytest.raises(ValueError, match="acc_5shot"):
+        validation_curve(SimpleNamespace(name="m", history=history), "acc_5shot")
+
+
+def test_markdown_table():
+    from metalearn.evaluate import Accuracy
+    from metalearn.transfer import Measured, markdown_table
+
+    result = Measured(Accuracy(0.9, 0.01, 2, (0.89, 0.91)), 0.02)
+    table = markdown_table({"A": {"s1": result}, "B": {"s2": result}}, ["s1", "s2"],
+                           extra={"ms": {"A": "20"}})
+    lines = table.splitlines()
+    assert lines[0] == "| method | s1 | s2 | ms |"
+    assert lines[2] == "| A | 90.00 ± 1.00 % | – | 20 |"
+    assert lines[3] == "| B | – | 90.00 ± 1.00 % | – |"
