@@ -64,3 +64,20 @@ def test_results_table():
     assert repr(table) == markdown  # a cell's plain-text output is the table
     with pytest.raises(ValueError, match="Unknown settings"):
         table.add("bad", {"10-way": acc(0.1, 0.1)})
+
+
+def test_validation_curves_against_time_and_steps():
+    from metalearn.history import History
+
+    history = History()
+    for step, seconds, acc in ((5, 60.0, 0.5), (10, 120.0, 0.7)):
+        history.record_eval(step, {"acc_1shot": acc, "train_seconds": seconds})
+    run = type("Run", (), {"history": history})
+    ax = plots.plot_validation_curves({"MAML": run}, "acc_1shot")
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == [1.0, 2.0] and list(line.get_ydata()) == [50, 70]
+    assert "minutes" in ax.get_xlabel() and "1shot" in ax.get_ylabel()
+    ax = plots.plot_validation_curves({"MAML": run}, "acc_1shot", against="steps")
+    assert list(ax.get_lines()[0].get_xdata()) == [5, 10]
+    with pytest.raises(ValueError, match="no evaluation metric 'acc_5shot'"):
+        plots.plot_validation_curves({"MAML": run}, "acc_5shot")

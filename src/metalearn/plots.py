@@ -182,3 +182,47 @@ class ResultsTable:
             for row in body
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def plot_validation_curves(
+    fitted: dict[str, object],
+    metric: str,
+    *,
+    against: str = "time",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Validation accuracy of several trainings against training time or steps.
+
+    Args:
+        fitted: label -> a :class:`metalearn.experiments.Fitted` (or anything
+            with a ``history``), e.g. ``{"MAML": trained.fitted, ...}``.
+        metric: the evaluation metric to draw, e.g. ``"acc_1shot"``.
+        against: ``"time"`` (minutes of training, validation excluded: the fair
+            axis for methods whose steps cost differently) or ``"steps"``.
+    """
+    if against not in ("time", "steps"):
+        raise ValueError(f"against must be 'time' or 'steps', got {against!r}.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.8))
+    for label, run in fitted.items():
+        history = run.history
+        if metric not in history.eval:
+            raise ValueError(
+                f"{label} has no evaluation metric {metric!r}; it has "
+                f"{sorted(history.eval)}."
+            )
+        if against == "time":
+            x = [s / 60 for s in history.eval["train_seconds"]]
+        else:
+            x = history.eval_steps
+        ax.plot(x, [100 * v for v in history.eval[metric]], marker="o",
+                markersize=3, label=label)
+    ax.set_xlabel("training time (minutes, validation excluded)" if against == "time"
+                  else "training step")
+    ax.set_ylabel(f"validation accuracy, {metric.removeprefix('acc_')} (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
