@@ -148,6 +148,7 @@ def test_recipe_and_budgets_cover_every_profile():
         assert made.name == "pretrain-conv4" and made.steps == profile.pretrain_steps
         assert budget.twenty_way_episodes <= profile.eval_episodes, name
         assert budget.finetune_all_episodes <= profile.eval_episodes, name
+        assert 0 in budget.curve_steps and budget.finetune_steps in budget.curve_steps
     capped = dataclasses.replace(PROFILES["paper"], name="paper", eval_episodes=2)
     assert transfer_budget(capped).twenty_way_episodes == 2
     with pytest.raises(ValueError, match="No transfer budget"):
@@ -480,23 +481,6 @@ def test_first_episodes_is_a_lazy_prefix(test_images):
         prefix[4]
     with pytest.raises(ValueError, match="count"):
         first_episodes(fixed, 0)
-
-
-def test_validation_curve_reads_training_seconds():
-    from types import SimpleNamespace
-
-    from metalearn.history import History
-    from metalearn.transfer import validation_curve
-
-    history = History()
-    for step in (1, 2, 3, 4):
-        history.record_train(step, {"loss": 1.0, "train_seconds": 10.0 * step})
-    history.record_eval(2, {"acc_1shot": 0.5})
-    history.record_eval(4, {"acc_1shot": 0.7})
-    seconds, values = validation_curve(SimpleNamespace(name="m", history=history))
-    assert seconds == [20.0, 40.0] and values == [0.5, 0.7]
-    with pytest.raises(ValueError, match="acc_5shot"):
-        validation_curve(SimpleNamespace(name="m", history=history), "acc_5shot")
 
 
 def test_markdown_table():

@@ -726,30 +726,6 @@ def first_episodes(episodes: Sequence, count: int) -> EpisodePrefix:
     return EpisodePrefix(episodes, count)
 
 
-def validation_curve(
-    fitted: object, metric: str = "acc_1shot"
-) -> tuple[list[float], list[float]]:
-    """Validation ``metric`` against training seconds, from a fit's history.
-
-    Uses the ``train_seconds`` that :func:`metalearn.experiments.fit` records
-    at every step (validation time excluded, summed over sessions), so the
-    curve is the same for a model trained here or loaded from a checkpoint.
-
-    Returns:
-        ``(seconds, values)``, one pair per evaluation of the run.
-    """
-    history = fitted.history
-    if metric not in history.eval or "train_seconds" not in history.train:
-        raise ValueError(
-            f"{getattr(fitted, 'name', fitted)!r} has no {metric!r} evaluations or "
-            "no train_seconds (was it trained by metalearn.experiments.fit?)."
-        )
-    at_step = dict(zip(history.train_steps, history.train["train_seconds"],
-                       strict=True))
-    seconds = [at_step.get(step, 0.0) for step in history.eval_steps]
-    return seconds, list(history.eval[metric])
-
-
 def markdown_table(
     rows: Mapping[str, Mapping[str, Measured | None]],
     settings: Sequence[str],
