@@ -35,14 +35,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests chapters benchmarks
 
 # Unit tests, then every notebook executed in the `smoke` profile (nbval), in
-# one pytest run, then the book build in which a warning is an error. The
+# one pytest run, then the book build in which a warning is an error, then every
+# built page opened offline in headless Chromium (tests/browser). The
 # smoke workloads are tiny: one thread each avoids oversubscribing small CI
 # machines (two torch processes with two threads each on two cores run up to
 # 50x slower).
 test: lint
-	OMP_NUM_THREADS=1 METALEARN_PROFILE=smoke MPLBACKEND=Agg \
-		$(BIN)/python -m pytest tests chapters --nbval-lax --nbval-current-env
+	OMP_NUM_THREADS=1 METALEARN_PROFILE=smoke MPLBACKEND=Agg METALEARN_PROGRESS=0 \
+		$(BIN)/python -m pytest tests chapters --ignore=tests/browser \
+		--nbval-lax --nbval-current-env
 	$(MAKE) --no-print-directory book
+	$(BIN)/python -m pytest tests/browser -q
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -510,6 +510,12 @@ def _sinusoid(method: str) -> Callable[[Profile], SinusoidRegressor]:
     return recipe
 
 
+def _pretrain_conv4(profile: Profile) -> Any:
+    from metalearn.transfer import pretrain_recipe  # the transfer chapter's model
+
+    return pretrain_recipe(profile)
+
+
 REGISTRY: dict[str, Callable[[Profile], Any]] = {
     "protonet-60w1s": _metric("protonet"),
     "protonet-60w5s": _metric("protonet", shots=5),
@@ -523,6 +529,7 @@ REGISTRY: dict[str, Callable[[Profile], Any]] = {
     "reptile-5w": _initialisation("reptile"),
     "maml-sinusoid": _sinusoid("maml"),
     "pretrain-sinusoid": _sinusoid("pretrain"),
+    "pretrain-conv4": _pretrain_conv4,
 }
 
 
