@@ -423,7 +423,8 @@ class Point:
 def gap(a: Accuracy, b: Accuracy) -> str:
     """``a - b`` in points, and whether the two 95% intervals are apart ("clear")."""
     clear = abs(a.mean - b.mean) > a.ci95 + b.ci95
-    return (f"{100 * (a.mean - b.mean):+.1f} points "
+    difference = round(100 * (a.mean - b.mean), 1) + 0.0  # + 0.0: no "-0.0"
+    return (f"{difference:+.1f} points "
             f"({'clear' if clear else 'within the intervals'})")
 
 
