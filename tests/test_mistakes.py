@@ -8,10 +8,13 @@ wrong version happened to be right (equal to the library's function).
 
 from __future__ import annotations
 
+import ast
 import copy
 import importlib
 import inspect
+import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,7 +241,7 @@ def test_reclone_adapt_is_exactly_one_step_whatever_steps_says(first_order):
 
     def support_loss(weights):
         logits = functional_call(model, weights, (episode.support_x,))
-        return float(F.cross_entropy(logits, episode.support_y))
+        return float(F.cross_entropy(logits, episode.support_y).detach())
 
     assert support_loss(five) < 0.5 * support_loss(wrong)
 
@@ -402,7 +405,7 @@ def test_reshape_loss_trains_but_right_loss_differs():
     wrong, metrics = mistakes.wrong_protonet_loss_by_reshape(embedding, episode)
     right, _ = protonet.protonet_loss(embedding, episode)
     assert wrong.requires_grad and set(metrics) == {"loss", "acc"}
-    assert abs(float(wrong - right)) > 1e-3
+    assert abs(float((wrong - right).detach())) > 1e-3
 
 
 # --- a loss on argmin predictions -----------------------------------------------------
@@ -481,3 +484,27 @@ def test_bad_inputs_raise_specific_errors():
     )
     with pytest.raises(ValueError, match="same number of shots"):
         mistakes.wrong_protonet_logits_by_reshape(nn.Flatten(), uneven)
+
+
+def test_the_appendix_shows_each_wrong_function_without_its_docstring():
+    # The appendix includes the wrong functions with `:lines:` that drop the
+    # docstring; after an edit of mistakes.py they must still select exactly the
+    # signature and the body.
+    path = Path(__file__).resolve().parents[1] / "chapters" / "common_mistakes.ipynb"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    shown = re.findall(r":pyobject: (\w+)\n:lines: ([\d,-]+)", text)
+    assert len(shown) >= 5
+    functions = {
+        node.name: node
+        for node in ast.parse(Path(mistakes.__file__).read_text()).body
+        if isinstance(node, ast.FunctionDef)
+    }
+    for name, lines in shown:
+        node = functions[name]
+        docstring = node.body[0]
+        expected = (
+            f"1-{docstring.lineno - node.lineno},"
+            f"{docstring.end_lineno - node.lineno + 2}-"
+        )
+        assert lines == expected, f"{name}: :lines: {lines}, expected {expected}"
