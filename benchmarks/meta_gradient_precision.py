@@ -3,8 +3,8 @@
 The configuration of ``benchmarks/maml_step.py`` (Conv-4 with 64 filters,
 random 28x28 images, 5-way 1-shot, meta-batch 32, one inner step with inner
 lr 0.4, ``--queries`` per class). For second- and first-order MAML it computes
-the meta-gradient with our loop, our batched-GEMM path
-(``meta_loss(..., gemm=True)``) and learn2learn's clone/adapt loop, each in
+the meta-gradient with our loop, our vmap path and learn2learn's clone/adapt
+loop, each in
 float32 and in float64, and prints every one's relative difference from our
 loop in float64. Then it multiplies the float64 weights by
 ``1 + 1e-7 * noise`` (about float32's rounding, 6e-8) a few times and prints
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks is no pac
 from maml_step import learn2learn_loss, our_loss, random_images, relative  # noqa: E402
 
 INNER_LR = 0.4
-PATHS = ("loop", "gemm", "learn2learn")
+PATHS = ("loop", "vmap", "learn2learn")
 
 
 def as_dtype(batch: EpisodeBatch, dtype: torch.dtype) -> EpisodeBatch:
@@ -58,7 +58,7 @@ def meta_gradient(model, batch, path: str, first_order: bool) -> torch.Tensor:
         loss = learn2learn_loss(wrapped, batch, F.cross_entropy)
     else:
         loss = our_loss(model, batch, F.cross_entropy, first_order=first_order,
-                        vectorise=False, inner_lr=INNER_LR, gemm=path == "gemm")
+                        vectorise=path == "vmap", inner_lr=INNER_LR)
     loss.backward()
     return torch.cat([p.grad.flatten() for p in model.parameters()]).double()
 

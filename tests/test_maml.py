@@ -192,11 +192,11 @@ def test_gradcheck_adapt_conv4(steps):
     assert gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
-@pytest.mark.parametrize("gemm", [False, True], ids=["vmap", "gemm"])
-def test_gradcheck_meta_loss_conv4(gemm):
-    # Finite differences through the vmapped loss, and through the
-    # batched-GEMM path (conv4_batched). The trap the vmap case guards
-    # against: vmap + nn.BatchNorm2d gives a wrong second-order meta-gradient.
+@pytest.mark.parametrize("vectorise", [True, False], ids=["vmap", "loop"])
+def test_gradcheck_meta_loss_conv4(vectorise):
+    # Finite differences through the vmapped loss and through the loop. The
+    # trap the vmap case guards against: vmap + nn.BatchNorm2d gives a wrong
+    # second-order meta-gradient.
     torch.manual_seed(0)
     model = Conv4(1, 3, hidden=4, image_size=16).double()
     batch = random_batch(3, 3, 1, 2, 16, dtype=torch.float64)
@@ -212,7 +212,7 @@ def test_gradcheck_meta_loss_conv4(gemm):
             inner_lr=0.4,
             steps=2,
             first_order=False,
-            gemm=gemm,
+            vectorise=vectorise,
         )
         return loss
 
@@ -269,7 +269,7 @@ def test_meta_gradient_matches_linear_regression_closed_form(first_order):
 
 
 @pytest.mark.learn2learn
-@pytest.mark.parametrize("path", ["vmap", "loop", "gemm"])
+@pytest.mark.parametrize("path", ["vmap", "loop"])
 @pytest.mark.parametrize(
     ("first_order", "steps", "dtype"),
     [
@@ -289,7 +289,7 @@ def test_meta_gradient_equals_learn2learn(first_order, steps, dtype, path):
     model = Conv4(1, 5, hidden=8, image_size=28).to(dtype)  # our batch norm too
     batch = random_batch(4, 5, 1, 3, 28, seed=4, dtype=dtype)
     inner_lr = 0.4
-    paths = {"vmap": {}, "loop": {"vectorise": False}, "gemm": {"gemm": True}}
+    paths = {"vmap": {}, "loop": {"vectorise": False}}
     kwargs = dict(inner_lr=inner_lr, steps=steps, first_order=first_order)
     ours_loss, ours = meta_gradient(model, batch, **paths[path], **kwargs)
     maml = l2l.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
@@ -350,16 +350,10 @@ def test_vmap_equals_loop(first_order, dtype):
     loss_chunk, grad_chunk = meta_gradient(
         model, batch, vectorise=True, chunk_size=3, **kwargs
     )
-    loss_gemm, grad_gemm = meta_gradient(model, batch, gemm=True, **kwargs)
-    loss_gemm_chunk, grad_gemm_chunk = meta_gradient(
-        model, batch, gemm=True, chunk_size=3, **kwargs
-    )
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
     for loss, gradient in [
         (loss_vmap, grad_vmap),
         (loss_chunk, grad_chunk),
-        (loss_gemm, grad_gemm),
-        (loss_gemm_chunk, grad_gemm_chunk),
     ]:
         assert math.isclose(loss, loss_loop, rel_tol=tolerance)
         assert relative_error(gradient, grad_loop) < tolerance
@@ -544,21 +538,6 @@ def test_rejects_bad_batches_and_images():
     for vectorise in (True, False):
         with pytest.raises(ValueError, match="Conv4 expects images"):
             meta_loss(model, params, {}, flat, vectorise=vectorise, **kwargs)
-    with pytest.raises(ValueError, match="Conv4 expects images"):
-        meta_loss(model, params, {}, flat, gemm=True, **kwargs)
-    regression = MLP()
-    with pytest.raises(ValueError, match="gemm=True needs"):
-        meta_loss(
-            regression,
-            dict(regression.named_parameters()),
-            {},
-            sample_sinusoid_tasks(2, 5, 5, generator=torch.Generator()),
-            inner_lr=0.01,
-            steps=1,
-            first_order=False,
-            loss_fn=F.mse_loss,
-            gemm=True,
-        )
     with pytest.raises(ValueError, match="images must have shape"):
         make_maml_step(
             model,
@@ -583,7 +562,7 @@ def test_rejects_bad_batches_and_images():
 
 @pytest.mark.parametrize("steps", [1, 3])
 def test_meta_gradient_in_float32_matches_float64(steps):
-    """All paths (vmap, loop, gemm) stay within 1e-5 of float64 as inner steps grow.
+    """Both paths (vmap, loop) stay within 1e-5 of float64 as inner steps grow.
 
     On a batch whose ReLU inputs all stay at least 1e-5 from the kink in
     float64 (asserted: see relu_margin), so that float32 rounding cannot
@@ -598,6 +577,6 @@ def test_meta_gradient_in_float32_matches_float64(steps):
     batch64 = random_batch(2, 5, 1, 1, 16, seed=1, dtype=torch.float64)
     assert relu_margin(exact, batch64, **kwargs) > 1e-5, "pick a batch off the kinks"
     _, truth = meta_gradient(exact, batch64, **kwargs)
-    for path in ({"vectorise": True}, {"vectorise": False}, {"gemm": True}):
+    for path in ({"vectorise": True}, {"vectorise": False}):
         _, ours = meta_gradient(model, batch, **path, **kwargs)
         assert relative_error(ours, truth.float()) < 1e-5

@@ -276,12 +276,6 @@ def test_vmap_equals_loop(first_order, dtype):
         assert math.isclose(vmapped[0], loop[0], rel_tol=tolerance)
         assert relative_error(vmapped[1], loop[1]) < tolerance
         assert relative_error(vmapped[2], loop[2]) < tolerance
-        gemm = metasgd_gradient(
-            metasgd, batch, gemm=True, chunk_size=chunk_size, **kwargs
-        )
-        assert math.isclose(gemm[0], loop[0], rel_tol=tolerance)
-        assert relative_error(gemm[1], loop[1]) < tolerance
-        assert relative_error(gemm[2], loop[2]) < tolerance
 
 
 # --- the training step, learning, and the classifier --------------------------

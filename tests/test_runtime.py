@@ -61,3 +61,20 @@ def test_run_header_and_wall_time(capsys):
 
 def test_progress_bar_iterates_everything():
     assert list(progress_bar(range(5), disable=True)) == list(range(5))
+
+
+def test_progress_bars_only_where_someone_watches(monkeypatch, capsys):
+    from metalearn.runtime import progress_enabled
+
+    monkeypatch.setenv("METALEARN_PROGRESS", "1")
+    assert progress_enabled()
+    monkeypatch.setenv("METALEARN_PROGRESS", "0")
+    assert not progress_enabled()
+    for _ in progress_bar(range(3), desc="hidden"):
+        pass
+    assert "hidden" not in capsys.readouterr().err  # nothing stored in a notebook
+    monkeypatch.delenv("METALEARN_PROGRESS")
+    assert not progress_enabled()  # pytest's stderr is no terminal, no widgets
+    monkeypatch.setenv("METALEARN_PROGRESS", "sometimes")
+    with pytest.raises(ValueError, match="METALEARN_PROGRESS='sometimes'"):
+        progress_enabled()

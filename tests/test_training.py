@@ -344,7 +344,7 @@ def python_sigint_handler():
 
 
 def test_signal_during_the_update_is_held_until_it_is_applied(python_sigint_handler):
-    from metalearn.training import _Interrupts
+    from metalearn.interrupts import Interrupts as _Interrupts
 
     applied = []
     with _Interrupts() as interrupts, pytest.raises(KeyboardInterrupt):
@@ -505,7 +505,8 @@ def test_history_round_trip_and_consistency():
         History.from_dict({**history.to_dict(), "train": {"acc": [0.1]}})
 
 
-def test_evaluation_schedule_mode_and_progress_bar(capsys):
+def test_evaluation_schedule_mode_and_progress_bar(capsys, monkeypatch):
+    monkeypatch.setenv("METALEARN_PROGRESS", "1")  # a person is watching
     model, optimiser, _ = make_run()
     seen_modes = []
 
@@ -526,4 +527,27 @@ def test_evaluation_schedule_mode_and_progress_bar(capsys):
     assert seen_modes == [True, True, True]
     assert model.training  # evaluate's model.eval() was undone
     assert set(history.train) == {"loss", "mae"}
-    assert "val_acc" in capsys.readouterr().err  # the bar shows the last eval
+    assert "train" in capsys.readouterr().err  # the bar was shown
+
+
+def test_a_changed_step_hyperparameter_is_refused_on_resume(tmp_path):
+    """The step's identity (e.g. MAML's inner_lr) is part of the checkpoint."""
+    from metalearn.maml import make_maml_step
+    from metalearn.models import Conv4
+
+    images = torch.randint(0, 256, (6, 4, 1, 16, 16), dtype=torch.uint8)
+
+    def run_with(inner_lr: float) -> None:
+        torch.manual_seed(0)
+        model = Conv4(1, 3, hidden=4, image_size=16)
+        step = make_maml_step(model, images, ways=3, shots=1, queries=1,
+                              meta_batch_size=2, inner_lr=inner_lr, steps=1,
+                              first_order=True)
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        config = TrainConfig(steps=2, checkpoint_dir=str(tmp_path), eval_every=2)
+        train(model, optimiser, step, config, progress=False)
+
+    run_with(0.4)
+    run_with(0.4)  # the same run: loads the finished checkpoint
+    with pytest.raises(ValueError, match=r"'inner_lr': 0\.4.*'inner_lr': 0\.1"):
+        run_with(0.1)

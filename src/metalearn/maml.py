@@ -47,7 +47,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from metalearn import conv4_batched
 from metalearn.checks import check_positive_int
 from metalearn.episodes import Episode, episode_sampler
 from metalearn.models import op_by_op_batch_norm
@@ -233,11 +232,7 @@ def adapt(
         return loss_fn(outputs, support_y)
 
     for _ in range(steps):
-        if first_order:
-            grads = grad(support_loss)(params)
-        else:  # differentiated twice: the accurate batch norm (see models.py)
-            with op_by_op_batch_norm():
-                grads = grad(support_loss)(params)
+        grads = grad(support_loss)(params)
         if first_order:
             grads = {name: g.detach() for name, g in grads.items()}
         params = _gradient_step(params, grads, inner_lr)
@@ -281,42 +276,6 @@ def _task_query_loss(
     return loss_fn(outputs, query_y), outputs
 
 
-def _gemm_task_query_losses(
-    model: nn.Module,
-    params: Params,
-    support_x: torch.Tensor,
-    support_y: torch.Tensor,
-    query_x: torch.Tensor,
-    query_y: torch.Tensor,
-    *,
-    inner_lr: InnerLR,
-    steps: int,
-    first_order: bool,
-    loss_fn: LossFn,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    # All T tasks at once with the Conv-4 as batched GEMMs (conv4_batched):
-    # every task starts from theta; the gradient of the sum of the T support
-    # losses with respect to the stacked weights [T, ...] is, row by row, the
-    # gradient of each task's own loss, since the tasks share no weights.
-    tasks = support_x.shape[0]
-
-    def support_loss(weights: Params) -> torch.Tensor:
-        outputs = conv4_batched.logits(model, weights, support_x)  # [T, N*K, N]
-        return torch.stack(
-            [loss_fn(outputs[i], support_y[i]) for i in range(tasks)]
-        ).sum()
-
-    weights = {n: p.unsqueeze(0).expand(tasks, *p.shape) for n, p in params.items()}
-    for _ in range(steps):
-        grads = grad(support_loss)(weights)
-        if first_order:
-            grads = {name: g.detach() for name, g in grads.items()}
-        weights = _gradient_step(weights, grads, inner_lr)  # rates shared by tasks
-    outputs = conv4_batched.logits(model, weights, query_x)  # [T, N*Q, N]
-    losses = torch.stack([loss_fn(outputs[i], query_y[i]) for i in range(tasks)])
-    return losses, outputs
-
-
 def check_task_batch(batch: TaskBatch) -> int:
     """The number of tasks T in ``batch``; raises if its tensors disagree on T."""
     names = ("support_x", "support_y", "query_x", "query_y")
@@ -356,7 +315,6 @@ def meta_loss(
     loss_fn: LossFn = F.cross_entropy,
     vectorise: bool = True,
     chunk_size: int | None = None,
-    gemm: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The MAML meta-objective on a meta-batch: mean query loss after adaptation.
 
@@ -378,10 +336,6 @@ def meta_loss(
     tasks) ``vmap`` won with 1 query per class (1.6 s vs 1.8 s) but lost with
     15 (16.7 s vs 7.5 s), because the query pass runs on per-task weights,
     which ``vmap`` turns into grouped convolutions over strided tensors.
-    With ``gemm=True`` (a :class:`~metalearn.models.Conv4` only) all tasks run
-    at once with every convolution written as one batched matrix product
-    (:mod:`metalearn.conv4_batched`): the same function, but so far slower
-    than both on a CPU in every row of ``benchmarks/maml_step.py``.
 
     Args:
         model: the network, used only through ``functional_call``.
@@ -395,10 +349,8 @@ def meta_loss(
         first_order: drop the second-order term (first-order MAML).
         loss_fn: per-task loss ``loss_fn(outputs, targets)``.
         vectorise: ``vmap`` over tasks (``True``) or loop (``False``).
-        chunk_size: with ``vectorise`` or ``gemm``, this many tasks at a time
-            (``None``: all at once); trades memory for speed.
-        gemm: run the tasks as batched GEMMs (Conv-4 only; overrides
-            ``vectorise``).
+        chunk_size: with ``vectorise``, this many tasks at a time (``None``:
+            all at once); trades memory for speed.
 
     Returns:
         ``(loss, metrics)``: the scalar meta-loss and ``{"query_loss": ...,
@@ -429,28 +381,7 @@ def meta_loss(
         )
 
     data = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-    if gemm:
-        if not conv4_batched.supports(model, buffers):
-            raise ValueError(
-                "gemm=True needs a metalearn.models.Conv4 with its head and no "
-                f"buffers, got {type(model).__name__}; use vectorise instead."
-            )
-        size = chunk_size or tasks
-        chunks = [
-            _gemm_task_query_losses(
-                model,
-                params,
-                *(d[start : start + size] for d in data),
-                inner_lr=inner_lr,
-                steps=steps,
-                first_order=first_order,
-                loss_fn=loss_fn,
-            )
-            for start in range(0, tasks, size)
-        ]
-        losses = torch.cat([chunk_losses for chunk_losses, _ in chunks])  # [T]
-        outputs = torch.cat([out.detach() for _, out in chunks])  # [T, N*Q, N]
-    elif vectorise:
+    if vectorise:
         batched = vmap(one_task, in_dims=(None, 0, 0, 0, 0), chunk_size=chunk_size)
         with op_by_op_batch_norm():
             losses, outputs = batched(params, *data)  # [T], [T, N*Q, N]
@@ -471,6 +402,33 @@ def model_device(model: nn.Module) -> torch.device:
     raise ValueError("model has no parameters to meta-learn.")
 
 
+def callable_name(fn: Callable) -> str:
+    """A stable name for ``fn`` in a step identity, e.g. ``"cross_entropy"``."""
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def rate_identity(inner_lr: InnerLR) -> float | str:
+    """``inner_lr`` as a step's identity records it: a float, or a Meta-SGD marker."""
+    if isinstance(inner_lr, Mapping):
+        return "per-parameter rates (Meta-SGD)"
+    return float(inner_lr)
+
+
+def images_identity(
+    images: torch.Tensor, *, tasks: int, ways: int, shots: int, queries: int
+) -> dict[str, object]:
+    """The sizes of an episode sampler over ``images``, as recorded in an identity."""
+    return {
+        "classes": int(images.shape[0]),
+        "examples": int(images.shape[1]),
+        "image_shape": [int(d) for d in images.shape[2:]],
+        "tasks": tasks,
+        "ways": ways,
+        "shots": shots,
+        "queries": queries,
+    }
+
+
 def maml_step_from_sampler(
     model: nn.Module,
     sample: Callable[[torch.Generator], TaskBatch],
@@ -482,7 +440,6 @@ def maml_step_from_sampler(
     vectorise: bool = True,
     chunk_size: int | None = None,
     device: torch.device | str | None = None,
-    gemm: bool = False,
 ) -> Step:
     """A training-loop ``step`` for MAML on any task sampler.
 
@@ -491,8 +448,8 @@ def maml_step_from_sampler(
         sample: ``sample(generator)`` returns a meta-batch (:class:`TaskBatch`
             with a ``.to(device)`` method), e.g. ``lambda g:
             sample_sinusoid_tasks(25, 10, 10, g)``.
-        inner_lr, steps, first_order, loss_fn, vectorise, chunk_size, gemm:
-            as in :func:`meta_loss`.
+        inner_lr, steps, first_order, loss_fn, vectorise, chunk_size: as in
+            :func:`meta_loss`.
         device: where to put each batch; ``None``: the model's device.
 
     Returns:
@@ -519,9 +476,19 @@ def maml_step_from_sampler(
             loss_fn=loss_fn,
             vectorise=vectorise,
             chunk_size=chunk_size,
-            gemm=gemm,
         )
 
+    # What shapes the computation, for the checkpoint (metalearn.training): a
+    # resumed run with another inner_lr, steps, ... is refused. vmap or loop
+    # and chunk_size change only the rounding, so they are not part of it.
+    step.identity = {
+        "method": "fomaml" if first_order else "maml",
+        "inner_lr": rate_identity(inner_lr),
+        "steps": steps,
+        "first_order": first_order,
+        "loss_fn": callable_name(loss_fn),
+        "tasks": getattr(sample, "identity", None),
+    }
     return step
 
 
@@ -539,7 +506,6 @@ def make_maml_step(
     device: torch.device | str | None = None,
     vectorise: bool = True,
     chunk_size: int | None = None,
-    gemm: bool = False,
 ) -> Step:
     """A training-loop ``step`` for N-way K-shot MAML on an image tensor.
 
@@ -559,8 +525,7 @@ def make_maml_step(
         first_order: first-order MAML.
         device: where to compute; ``None``: the model's device.
         vectorise: ``vmap`` over tasks, or a loop.
-        chunk_size: with ``vectorise`` or ``gemm``, tasks per chunk.
-        gemm: the Conv-4 as batched GEMMs over tasks (see :func:`meta_loss`).
+        chunk_size: with ``vectorise``, tasks per chunk.
 
     Returns:
         ``step(generator) -> (loss, {"query_loss", "query_acc"})``.
@@ -569,6 +534,9 @@ def make_maml_step(
         images, tasks=meta_batch_size, ways=ways, shots=shots, queries=queries
     )
     check_positive_int("meta_batch_size", meta_batch_size)
+    sample.identity = images_identity(
+        images, tasks=meta_batch_size, ways=ways, shots=shots, queries=queries
+    )
     return maml_step_from_sampler(
         model,
         sample,
@@ -578,7 +546,6 @@ def make_maml_step(
         vectorise=vectorise,
         chunk_size=chunk_size,
         device=device,
-        gemm=gemm,
     )
 
 

@@ -31,29 +31,14 @@ _OP_BY_OP: contextvars.ContextVar[bool] = contextvars.ContextVar(
 def op_by_op_batch_norm() -> Iterator[None]:
     """Inside this block, :class:`BatchNorm` uses its op-by-op form.
 
-    Two places need it, and ``metalearn.maml``, ``metalearn.reptile`` and
-    ``metalearn.pretrain`` enter it there:
-
-    * every :func:`torch.func.vmap` over a network with :class:`BatchNorm`:
-      ``vmap`` over the fused batch-norm kernel gives a wrong second-order
-      meta-gradient (PyTorch functorch issue #534);
-    * every forward pass that will be differentiated twice (MAML's support
-      loss). This rule came from a float32 measurement that we later found to
-      be misread: on a Conv-4 (8 filters, 4 random tasks, inner lr 0.4) the
-      float32 meta-gradient was 5.7e-4 / 5.1e-3 from float64 after 2 / 3
-      inner steps with the fused kernel and ~3e-6 with the basic ops. The same
-      errors then came with oneDNN's convolutions and with
-      :mod:`metalearn.conv4_batched`, and the float64 meta-gradient itself
-      moves by 5.73e-4 when the weights are scaled by ``1 + 1e-6 * noise``:
-      some ReLU input of that batch lies 2.9e-7 from 0, within float32
-      rounding of the kink (``tests/test_maml.py::relu_margin``). On a batch
-      whose ReLU inputs stay 1e-5 from 0 the fused kernel is as accurate in
-      this pass (1.5e-6 / 1.7e-6 / 2.1e-6 from float64 after 1 / 2 / 3 steps,
-      against 1.8e-6 / 3.2e-6 / 3.1e-6 op by op). The rule stays until the
-      chapters are re-run without it.
-
-    Everywhere else the fused kernel is exact to rounding and about twice as
-    fast (a Conv-4 forward and backward on 600 images), so it is the default.
+    One place needs it: every :func:`torch.func.vmap` over a network with
+    :class:`BatchNorm` (``metalearn.maml``, ``metalearn.reptile`` and
+    ``metalearn.pretrain`` enter it there), because ``vmap`` over the fused
+    batch-norm backward gives a wrong second-order meta-gradient (PyTorch
+    functorch issue #534). Everywhere else, the second-order pass of MAML's
+    loop included, the fused kernel gives the same gradients to rounding
+    (tested against finite differences and learn2learn in float64) and is
+    about twice as fast, so it is the default.
     """
     token = _OP_BY_OP.set(True)
     try:
@@ -195,12 +180,6 @@ class Conv4(nn.Module):
             conv_block(hidden, hidden),
         )
         self.head = nn.Linear(self.embedding_dim, ways) if head else None
-        # The filters stay NCHW. Channels-last (NHWC) filters ran the CPU
-        # convolutions ~1.5x faster; they were reverted because the float32
-        # second-order MAML meta-gradient then lay 5.7e-4 from learn2learn's
-        # and 5e-3 from float64 (3 inner steps), which later proved to be a
-        # ReLU kink of the test batch, not the layout (see BatchNorm above and
-        # tests/test_maml.py::relu_margin). Not yet re-measured.
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = (self.in_channels, self.image_size, self.image_size)

@@ -30,6 +30,7 @@ from metalearn.maml import (
     Step,
     TaskBatch,
     adapt,
+    callable_name,
     check_inner_loop,
     check_task_batch,
     model_device,
@@ -125,6 +126,11 @@ def make_pretrain_step(
         loss = loss_fn(model(x), y)
         return loss, {"loss": float(loss.detach())}
 
+    step.identity = {  # what shapes the loss (see metalearn.training)
+        "method": "pretrain",
+        "loss_fn": callable_name(loss_fn),
+        "tasks": getattr(sample, "identity", None),
+    }
     return step
 
 

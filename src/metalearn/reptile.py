@@ -36,8 +36,10 @@ from metalearn.maml import (
     Step,
     TaskBatch,
     adapt,
+    callable_name,
     check_inner_loop,
     check_task_batch,
+    images_identity,
     maml_classifier,
     model_device,
     query_metrics,
@@ -216,6 +218,13 @@ def reptile_step_from_sampler(
             vectorise=vectorise,
         )
 
+    step.identity = {  # what shapes the update (see metalearn.maml's steps)
+        "method": "reptile",
+        "inner_lr": float(inner_lr),
+        "steps": steps,
+        "loss_fn": callable_name(loss_fn),
+        "tasks": getattr(sample, "identity", None),
+    }
     return step
 
 
@@ -254,6 +263,9 @@ def make_reptile_step(
         images, tasks=meta_batch_size, ways=ways, shots=shots, queries=queries
     )
     check_positive_int("meta_batch_size", meta_batch_size)
+    sample.identity = images_identity(
+        images, tasks=meta_batch_size, ways=ways, shots=shots, queries=queries
+    )
     return reptile_step_from_sampler(
         model,
         sample,

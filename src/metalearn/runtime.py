@@ -8,6 +8,7 @@ with :func:`start_run` (profile, device, library versions, seed) and ends with
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 import random
 import sys
@@ -142,20 +143,63 @@ def start_run(seed: int = 0, profile: str | None = None) -> Run:
     return run
 
 
-def progress_bar(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T]:
-    """A tqdm progress bar: a widget where ipywidgets exist (Colab), else text.
+PROGRESS_ENV_VAR = "METALEARN_PROGRESS"
 
-    ``tqdm.auto`` would warn in a kernel without ipywidgets and the warning
-    would end up in the book; this picks the text bar quietly instead. A text
-    bar that does not write to a terminal (a notebook executed for the book,
-    a log file) refreshes at most every 30 s, so stored outputs keep a few
-    lines instead of hundreds.
+
+def progress_enabled() -> bool:
+    """Whether progress bars show: ``METALEARN_PROGRESS``, else whether anyone watches.
+
+    ``METALEARN_PROGRESS=1`` forces bars on and ``0`` forces them off (``make
+    notebooks`` sets 0: a stored notebook keeps summaries, not bars). Unset, a
+    bar is shown where someone can watch it: a terminal, or a notebook front
+    end with widgets (Jupyter, Colab); a notebook executed without a front end
+    (``nbconvert``, ``nbval``) or output sent to a file shows none.
     """
+    value = os.environ.get(PROGRESS_ENV_VAR, "").strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    if value:
+        raise ValueError(
+            f"{PROGRESS_ENV_VAR}={value!r}: use 1 (show progress bars), 0 (hide "
+            "them) or leave it unset (show them only where someone is watching)."
+        )
+    if sys.stderr.isatty():
+        return True
+    return _in_interactive_notebook()
+
+
+def _in_interactive_notebook() -> bool:
+    # A Jupyter kernel talking to a front end that renders widgets; nbconvert's
+    # and nbval's kernels are Jupyter kernels too, so require ipywidgets (which
+    # the course does not install) and an interactive shell.
+    if importlib.util.find_spec("ipywidgets") is None:
+        return False
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    try:
+        ip = shell.get_ipython()
+    except AttributeError:
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def progress_bar(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T]:
+    """A tqdm progress bar where someone watches it, and nothing elsewhere.
+
+    Bars are for people watching a live run; a stored notebook should keep a few
+    summary lines instead (see :func:`progress_enabled`). Where a bar is shown
+    it is a widget in a notebook with ipywidgets (Colab), else text, and it is
+    removed when it finishes (``leave=False``), so what stays is the summary
+    the caller prints. ``disable=True`` always hides it.
+    """
+    if not progress_enabled():
+        kwargs["disable"] = True
+    kwargs.setdefault("leave", False)
     if importlib.util.find_spec("ipywidgets") is not None:
         from tqdm.auto import tqdm
     else:
         from tqdm.std import tqdm
-
-        if not sys.stderr.isatty():
-            kwargs.setdefault("mininterval", 30.0)
     return tqdm(iterable, **kwargs)

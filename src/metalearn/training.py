@@ -32,6 +32,13 @@ resumed run evaluates first. Other exceptions write nothing (the last periodic
 checkpoint is kept), and so does a death without warning (SIGKILL, a Colab VM
 that disappears): choose ``checkpoint_every`` for what you can afford to lose.
 
+**A changed run is never resumed silently.** The checkpoint records what
+shapes the run: the model's parameter shapes, the optimiser's and the
+scheduler's hyperparameters, the seed, the ``experiment`` config and the step
+function's own ``identity`` (the training-step makers of the library attach one
+naming their hyperparameters, e.g. ``inner_lr``); resuming with any of them
+changed raises ``ValueError`` naming what changed.
+
 **Divergence stops the run.** A NaN or infinite loss or gradient raises
 :class:`TrainingDiverged` naming the step, the loss and the likely cause, before
 the optimiser applies the bad update; no checkpoint of the bad state is written.
@@ -41,11 +48,9 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,7 +65,20 @@ from metalearn.checkpoint import (
     restore_training_state,
     save_checkpoint,
 )
+from metalearn.history import History
+from metalearn.interrupts import Interrupts, TrainingInterrupted
 from metalearn.runtime import progress_bar
+
+__all__ = [
+    "EvaluateFn",
+    "History",
+    "StepFn",
+    "TrainConfig",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "run_identity",
+    "train",
+]
 
 StepFn = Callable[[torch.Generator], tuple[torch.Tensor, Mapping[str, float]]]
 EvaluateFn = Callable[[], Mapping[str, float]]
@@ -110,86 +128,6 @@ class TrainConfig:
             object.__setattr__(self, "checkpoint_dir", directory)
 
 
-@dataclass
-class History:
-    """The learning curves of a run: one training row per step, one per evaluation.
-
-    ``train[name][i]`` is the metric ``name`` at step ``train_steps[i]``; the
-    metric ``"loss"`` is the value minimised unless ``step`` reports its own
-    ``"loss"`` (e.g. Reptile reports the query loss, not its surrogate).
-    ``eval[name][j]`` is what ``evaluate()`` returned at step ``eval_steps[j]``.
-    Plot with ``plt.plot(history.train_steps, history.train["loss"])``.
-    """
-
-    train_steps: list[int] = field(default_factory=list)  # step of each train row
-    train: dict[str, list[float]] = field(default_factory=dict)  # metric -> values
-    eval_steps: list[int] = field(default_factory=list)  # step of each evaluation
-    eval: dict[str, list[float]] = field(default_factory=dict)  # metric -> values
-
-    def record_train(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Append the training metrics of ``step``."""
-        _append(self.train_steps, self.train, step, metrics, "step")
-
-    def record_eval(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Append the evaluation metrics computed after ``step``."""
-        _append(self.eval_steps, self.eval, step, metrics, "evaluate")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The history as plain lists and dicts (JSON- and checkpoint-safe)."""
-        return {
-            "train_steps": list(self.train_steps),
-            "train": {name: list(values) for name, values in self.train.items()},
-            "eval_steps": list(self.eval_steps),
-            "eval": {name: list(values) for name, values in self.eval.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> History:
-        """The inverse of :meth:`to_dict`.
-
-        Raises:
-            ValueError: a key is missing or a metric's length differs from the
-                number of steps it belongs to.
-        """
-        missing = {"train_steps", "train", "eval_steps", "eval"} - set(data)
-        if missing:
-            raise ValueError(f"A history dict needs the keys {sorted(missing)}.")
-        history = cls(
-            train_steps=[int(s) for s in data["train_steps"]],
-            train={k: [float(v) for v in vs] for k, vs in data["train"].items()},
-            eval_steps=[int(s) for s in data["eval_steps"]],
-            eval={k: [float(v) for v in vs] for k, vs in data["eval"].items()},
-        )
-        for steps, metrics in (
-            (history.train_steps, history.train),
-            (history.eval_steps, history.eval),
-        ):
-            for name, values in metrics.items():
-                if len(values) != len(steps):
-                    raise ValueError(
-                        f"History metric {name!r} has {len(values)} values for "
-                        f"{len(steps)} steps."
-                    )
-        return history
-
-
-def _append(
-    steps: list[int],
-    table: dict[str, list[float]],
-    step: int,
-    metrics: Mapping[str, float],
-    source: str,
-) -> None:
-    if steps and set(metrics) != set(table):
-        raise ValueError(
-            f"{source} returned the metrics {sorted(metrics)} at step {step} but "
-            f"{sorted(table)} before; it must return the same names every time."
-        )
-    steps.append(step)
-    for name, value in metrics.items():
-        table.setdefault(name, []).append(value)
-
-
 class TrainingDiverged(FloatingPointError):
     """The loss or a gradient became NaN or infinite; the bad update was not applied.
 
@@ -202,61 +140,6 @@ class TrainingDiverged(FloatingPointError):
         super().__init__(message)
         self.step = step
         self.loss = loss
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Raised in :func:`train` when the process receives SIGTERM."""
-
-
-class _Interrupts:
-    """Turn SIGINT and SIGTERM into exceptions, except inside :meth:`deferred`.
-
-    Installed only in the main thread (the only place Python runs handlers),
-    and only over handlers that Python installed and that do not ignore the
-    signal; the previous handlers are restored on exit.
-    """
-
-    def __init__(self) -> None:
-        self.previous: dict[int, Any] = {}
-        self.deferring = False
-        self.pending: BaseException | None = None
-
-    def __enter__(self) -> _Interrupts:
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            handler = signal.getsignal(signum)
-            if handler is None or handler == signal.SIG_IGN:
-                continue
-            self.previous[signum] = handler
-            signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGINT:
-            exc: BaseException = KeyboardInterrupt()
-        else:
-            exc = TrainingInterrupted(f"received {signal.Signals(signum).name}")
-        if self.deferring:
-            self.pending = exc
-            return
-        raise exc
-
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Hold a signal that arrives in this block until the block has finished."""
-        self.deferring = True
-        try:
-            yield
-        finally:
-            self.deferring = False
-        if self.pending is not None:
-            exc, self.pending = self.pending, None
-            raise exc
 
 
 def _check_arguments(
@@ -333,216 +216,260 @@ def _check_step_output(output: object, step: int) -> tuple[torch.Tensor, dict]:
     return loss, _float_metrics(metrics, "step", step)
 
 
-class _Loop:
-    """The state of one :func:`train` call (what a checkpoint would hold)."""
+def run_identity(experiment: Any, step: StepFn) -> dict[str, Any] | None:
+    """What a checkpoint must match to be resumed: ``experiment`` and ``step.identity``.
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        optimiser: torch.optim.Optimizer,
-        step_fn: StepFn,
-        config: TrainConfig,
-        evaluate: EvaluateFn | None,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-        experiment: dict | None,
-    ) -> None:
-        self.model, self.optimiser, self.step_fn = model, optimiser, step_fn
-        self.config, self.evaluate_fn, self.scheduler = config, evaluate, scheduler
-        self.experiment = experiment
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.path = (
-            None
-            if config.checkpoint_dir is None
-            else checkpoint_path(config.checkpoint_dir)
+    ``experiment`` is the caller's config (a dataclass, a dict or ``None``);
+    ``step.identity``, if the step function carries one, is the plain dict of
+    hyperparameters its maker recorded (e.g. ``make_maml_step`` records
+    ``inner_lr``, ``steps``, ``first_order``, ...). Both are stored in the
+    checkpoint and compared on resume.
+    """
+    identity = experiment_to_dict(experiment)
+    step_identity = getattr(step, "identity", None)
+    if step_identity is None:
+        return identity
+    if not isinstance(step_identity, Mapping):
+        raise TypeError(
+            f"step.identity must be a dict of hyperparameters, got {step_identity!r}."
         )
-        self.history = History()
-        # What the live objects represent: `completed` optimiser steps, plus the
-        # evaluation of that step if not `eval_pending`; `rng` is the RNG state
-        # at that point (captured after each phase, so an interruption in the
-        # middle of the next step can still save an exact checkpoint).
-        self.completed = 0
-        self.eval_pending = False
-        self.rng = capture_rng_state(self.generator)
-        self.saved_step: int | None = None  # step of the checkpoint on disk
-        names = {id(p): name for name, p in model.named_parameters()}
-        self.parameters = [
-            (names.get(id(p), f"optimiser parameter #{i}"), p)
-            for i, p in enumerate(
-                p for group in optimiser.param_groups for p in group["params"]
-            )
-        ]
+    return {"experiment": identity, "step": experiment_to_dict(dict(step_identity))}
 
-    # ---------------------------------------------------------------- resume
-    def resume(self) -> None:
-        """Load the checkpoint in ``checkpoint_dir`` if there is one."""
-        if self.path is None or not self.path.exists():
-            return
-        checkpoint = load_checkpoint(self.path)
-        check_compatible(
-            checkpoint,
-            model=self.model,
-            optimiser=self.optimiser,
-            scheduler=self.scheduler,
-            experiment=self.experiment,
-            seed=self.config.seed,
-            path=self.path,
-        )
-        if checkpoint["step"] > self.config.steps:
-            raise ValueError(
-                f"The checkpoint {self.path} is at step {checkpoint['step']} but "
-                f"this run has steps={self.config.steps}. Raise steps, use another "
-                f"checkpoint_dir, or delete {self.path} to start afresh."
-            )
-        restore_training_state(
-            checkpoint,
-            model=self.model,
-            optimiser=self.optimiser,
-            scheduler=self.scheduler,
-            generator=self.generator,
-        )
-        self.history = History.from_dict(checkpoint["history"])
-        self.completed = self.saved_step = checkpoint["step"]
-        self.eval_pending = checkpoint["eval_pending"] and self.evaluate_fn is not None
-        self.rng = checkpoint["rng"]
+
+@dataclass
+class _State:
+    """The live state of one :func:`train` call: what a checkpoint would hold.
+
+    The live objects represent ``completed`` optimiser steps, plus the
+    evaluation of that step unless ``eval_pending``; ``rng`` is the state of every
+    random number generator at that point (captured after each phase, so that an
+    interruption in the middle of the next step still saves an exact checkpoint).
+    """
+
+    model: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    step_fn: StepFn
+    evaluate_fn: EvaluateFn | None
+    config: TrainConfig
+    identity: dict[str, Any] | None
+    generator: torch.Generator
+    path: Path | None
+    history: History
+    rng: dict[str, Any]
+    completed: int = 0
+    eval_pending: bool = False
+    saved_step: int | None = None  # the step of the checkpoint on disk
 
     @property
     def finished(self) -> bool:
         return self.completed == self.config.steps and not self.eval_pending
 
-    # ------------------------------------------------------------- one step
-    def forward_backward(self, step: int) -> dict[str, float]:
-        """Phase A: loss and gradients; leaves parameters and optimiser untouched."""
-        self.optimiser.zero_grad(set_to_none=True)
-        loss, metrics = _check_step_output(self.step_fn(self.generator), step)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            self.diverged(step, loss_value, f"the loss is {loss_value}")
-        loss.reshape(()).backward()
-        grads = [(n, p.grad) for n, p in self.parameters if p.grad is not None]
-        if not grads:
-            raise ValueError(
-                f"The loss at step {step} does not depend on any parameter of the "
-                "optimiser: after loss.backward() every .grad is None."
-            )
-        by_device: dict[torch.device, list[torch.Tensor]] = {}
-        for _, grad in grads:
-            by_device.setdefault(grad.device, []).append(torch.isfinite(grad).all())
-        if not all(bool(torch.stack(flags).all()) for flags in by_device.values()):
-            bad = next(n for n, g in grads if not bool(torch.isfinite(g).all()))
-            self.diverged(step, loss_value, f"the gradient of {bad!r} is not finite")
-        return {"loss": loss_value, **metrics}
+    def named_parameters(self) -> list[tuple[str, torch.Tensor]]:
+        """Every tensor the optimiser updates, with its name in the model."""
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        tensors = (p for group in self.optimiser.param_groups for p in group["params"])
+        return [(names.get(id(p), f"optimiser parameter #{i}"), p)
+                for i, p in enumerate(tensors)]
 
-    def diverged(self, step: int, loss: float, what: str) -> None:
-        rates = [group["lr"] for group in self.optimiser.param_groups]
-        if self.path is None:
-            kept = "No checkpoint was written (checkpoint_dir is None)."
-        elif self.saved_step is None:
-            kept = f"No checkpoint had been written to {self.path} yet."
-        else:
-            kept = (
-                f"The last good checkpoint (step {self.saved_step}) is kept in "
-                f"{self.path}; resuming it unchanged would diverge again, so delete "
-                "it (or use another checkpoint_dir) after changing the rate."
-            )
-        raise TrainingDiverged(
-            f"Training diverged at step {step}: {what} (loss = {loss}). The likely "
-            "cause is a learning rate that is too large, e.g. inner_lr or meta_lr "
-            f"(the optimiser's learning rate is {rates}); lower it and train "
-            f"again. The update of step {step} was not applied. {kept}",
-            step=step,
-            loss=loss,
+
+def _start(model, optimiser, step, config, evaluate, scheduler, experiment) -> _State:
+    generator = torch.Generator().manual_seed(config.seed)
+    return _State(
+        model=model,
+        optimiser=optimiser,
+        scheduler=scheduler,
+        step_fn=step,
+        evaluate_fn=evaluate,
+        config=config,
+        identity=run_identity(experiment, step),
+        generator=generator,
+        path=None if config.checkpoint_dir is None
+        else checkpoint_path(config.checkpoint_dir),
+        history=History(),
+        rng=capture_rng_state(generator),
+    )
+
+
+# ------------------------------------------------------------------ resume / save
+
+
+def _resume(state: _State) -> None:
+    """Load the checkpoint of ``state.path``, if there is one, after checking it."""
+    if state.path is None or not state.path.exists():
+        return
+    checkpoint = load_checkpoint(state.path)
+    check_compatible(
+        checkpoint,
+        model=state.model,
+        optimiser=state.optimiser,
+        scheduler=state.scheduler,
+        experiment=state.identity,
+        seed=state.config.seed,
+        path=state.path,
+    )
+    if checkpoint["step"] > state.config.steps:
+        raise ValueError(
+            f"The checkpoint {state.path} is at step {checkpoint['step']} but this "
+            f"run has steps={state.config.steps}. Raise steps, use another "
+            f"checkpoint_dir, or delete {state.path} to start afresh."
         )
+    restore_training_state(
+        checkpoint,
+        model=state.model,
+        optimiser=state.optimiser,
+        scheduler=state.scheduler,
+        generator=state.generator,
+    )
+    state.history = History.from_dict(checkpoint["history"])
+    state.completed = state.saved_step = checkpoint["step"]
+    state.eval_pending = checkpoint["eval_pending"] and state.evaluate_fn is not None
+    state.rng = checkpoint["rng"]
 
-    def commit(self, step: int, row: dict[str, float]) -> None:
-        """Phase B: record and apply the update (signals held until done)."""
-        self.history.record_train(step, row)  # first: it may reject the metrics
-        self.optimiser.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.completed = step
-        self.eval_pending = self.evaluate_fn is not None and (
-            step % self.config.eval_every == 0 or step == self.config.steps
+
+def _save(state: _State) -> None:
+    """Write a checkpoint of the state described by ``completed`` and ``rng``."""
+    assert state.path is not None
+    save_checkpoint(
+        state.path,
+        make_checkpoint(
+            step=state.completed,
+            eval_pending=state.eval_pending,
+            model=state.model,
+            optimiser=state.optimiser,
+            scheduler=state.scheduler,
+            history=state.history.to_dict(),
+            rng=state.rng,
+            experiment=state.identity,
+            seed=state.config.seed,
+        ),
+    )
+    state.saved_step = state.completed
+
+
+# ------------------------------------------------------------- the three phases
+
+
+def _gradients(state: _State, step: int) -> dict[str, float]:
+    """Phase A: the loss and its gradients; parameters and optimiser untouched."""
+    state.optimiser.zero_grad(set_to_none=True)
+    loss, metrics = _check_step_output(state.step_fn(state.generator), step)
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        _diverged(state, step, loss_value, f"the loss is {loss_value}")
+    loss.reshape(()).backward()
+    grads = [(n, p.grad) for n, p in state.named_parameters() if p.grad is not None]
+    if not grads:
+        raise ValueError(
+            f"The loss at step {step} does not depend on any parameter of the "
+            "optimiser: after loss.backward() every .grad is None."
         )
-        self.rng = capture_rng_state(self.generator)
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for _, g in grads:  # one synchronisation per device, not one per tensor
+        by_device.setdefault(g.device, []).append(torch.isfinite(g).all())
+    if not all(bool(torch.stack(flags).all()) for flags in by_device.values()):
+        bad = next(n for n, g in grads if not bool(torch.isfinite(g).all()))
+        _diverged(state, step, loss_value, f"the gradient of {bad!r} is not finite")
+    return {"loss": loss_value, **metrics}
 
-    def run_evaluation(self) -> dict[str, float]:
-        """Phase C: evaluate the model after step ``completed``."""
-        assert self.evaluate_fn is not None
-        was_training = self.model.training
-        try:
-            metrics = self.evaluate_fn()
-        finally:
-            self.model.train(was_training)
-        metrics = _float_metrics(metrics, "evaluate", self.completed)
-        self.history.record_eval(self.completed, metrics)
-        self.eval_pending = False
-        self.rng = capture_rng_state(self.generator)
-        return metrics
 
-    def save(self) -> None:
-        """Write a checkpoint of the state described by ``completed``/``rng``."""
-        assert self.path is not None
-        save_checkpoint(
-            self.path,
-            make_checkpoint(
-                step=self.completed,
-                eval_pending=self.eval_pending,
-                model=self.model,
-                optimiser=self.optimiser,
-                scheduler=self.scheduler,
-                history=self.history.to_dict(),
-                rng=self.rng,
-                experiment=self.experiment,
-                seed=self.config.seed,
-            ),
+def _apply(state: _State, step: int, row: dict[str, float]) -> None:
+    """Phase B: record and apply the update (signals are held until it is done)."""
+    state.history.record_train(step, row)  # first: it may reject the metrics
+    state.optimiser.step()
+    if state.scheduler is not None:
+        state.scheduler.step()
+    state.completed = step
+    every = state.config.eval_every
+    state.eval_pending = state.evaluate_fn is not None and (
+        step % every == 0 or step == state.config.steps
+    )
+    state.rng = capture_rng_state(state.generator)
+
+
+def _evaluate(state: _State) -> dict[str, float]:
+    """Phase C: evaluate the model after step ``completed`` (mode restored after)."""
+    assert state.evaluate_fn is not None
+    was_training = state.model.training
+    try:
+        metrics = state.evaluate_fn()
+    finally:
+        state.model.train(was_training)
+    metrics = _float_metrics(metrics, "evaluate", state.completed)
+    state.history.record_eval(state.completed, metrics)
+    state.eval_pending = False
+    state.rng = capture_rng_state(state.generator)
+    return metrics
+
+
+def _diverged(state: _State, step: int, loss: float, what: str) -> None:
+    rates = [group["lr"] for group in state.optimiser.param_groups]
+    if state.path is None:
+        kept = "No checkpoint was written (checkpoint_dir is None)."
+    elif state.saved_step is None:
+        kept = f"No checkpoint had been written to {state.path} yet."
+    else:
+        kept = (
+            f"The last good checkpoint (step {state.saved_step}) is kept in "
+            f"{state.path}; resuming it unchanged would diverge again, so delete "
+            "it (or use another checkpoint_dir) after changing the rate."
         )
-        self.saved_step = self.completed
+    raise TrainingDiverged(
+        f"Training diverged at step {step}: {what} (loss = {loss}). The likely "
+        "cause is a learning rate that is too large, e.g. inner_lr or meta_lr "
+        f"(the optimiser's learning rate is {rates}), or data that hold NaN or "
+        f"infinite values; lower the rate (or check the data) and train again. "
+        f"The update of step {step} was not applied. {kept}",
+        step=step,
+        loss=loss,
+    )
 
-    # ------------------------------------------------------------------ run
-    def run(self, progress: bool) -> History:
-        config = self.config
-        bar = progress_bar(
-            total=config.steps,
-            initial=self.completed,
-            desc="train",
-            disable=not progress,
-        )
-        window: list[dict[str, float]] = []
-        last_eval: dict[str, float] = {}
-        try:
-            with _Interrupts() as interrupts:
-                try:
-                    if self.eval_pending:
-                        last_eval = self.run_evaluation()
-                        if self.completed == config.steps:
-                            self.save()
-                    for step in range(self.completed + 1, config.steps + 1):
-                        row = self.forward_backward(step)
-                        with interrupts.deferred():
-                            self.commit(step, row)
-                        if self.eval_pending:
-                            last_eval = self.run_evaluation()
-                        due = step % config.checkpoint_every == 0
-                        if self.path is not None and (due or step == config.steps):
-                            self.save()
-                        window.append(row)
-                        if len(window) == config.log_every or step == config.steps:
-                            bar.set_postfix(_postfix(window, last_eval), refresh=False)
-                            window.clear()
-                        bar.update(1)
-                except KeyboardInterrupt:
-                    bar.close()
-                    if self.path is not None:
-                        self.save()
-                        pending = " (evaluation pending)" if self.eval_pending else ""
-                        print(
-                            f"Interrupted: saved step {self.completed}{pending} to "
-                            f"{self.path}; run the same command again to resume."
-                        )
-                    raise
-        finally:
-            bar.close()
-        return self.history
+
+# ------------------------------------------------------------------- the loop
+
+
+def _run(state: _State, progress: bool) -> History:
+    """Steps ``completed + 1 .. steps``: phase A, B, C, checkpoint; saved if stopped."""
+    config = state.config
+    bar = progress_bar(
+        total=config.steps, initial=state.completed, desc="train", disable=not progress
+    )
+    window: list[dict[str, float]] = []  # rows averaged in the bar's metrics
+    last_eval: dict[str, float] = {}
+    try:
+        with Interrupts() as interrupts:
+            try:
+                if state.eval_pending:  # interrupted during an evaluation
+                    last_eval = _evaluate(state)
+                    if state.completed == config.steps:
+                        _save(state)
+                for step in range(state.completed + 1, config.steps + 1):
+                    row = _gradients(state, step)
+                    with interrupts.deferred():
+                        _apply(state, step, row)
+                    if state.eval_pending:
+                        last_eval = _evaluate(state)
+                    due = step % config.checkpoint_every == 0 or step == config.steps
+                    if state.path is not None and due:
+                        _save(state)
+                    window.append(row)
+                    if len(window) == config.log_every or step == config.steps:
+                        bar.set_postfix(_postfix(window, last_eval), refresh=False)
+                        window.clear()
+                    bar.update(1)
+            except KeyboardInterrupt:
+                bar.close()
+                if state.path is not None:
+                    _save(state)
+                    pending = " (evaluation pending)" if state.eval_pending else ""
+                    print(
+                        f"Interrupted: saved step {state.completed}{pending} to "
+                        f"{state.path}; run the same command again to resume."
+                    )
+                raise
+    finally:
+        bar.close()
+    return state.history
 
 
 def _postfix(window: list[dict[str, float]], last_eval: dict[str, float]) -> dict:
@@ -583,8 +510,10 @@ def train(
             after the last step. The model's train/eval mode is restored after.
         scheduler: a learning-rate scheduler stepped after every optimiser step.
         experiment: the experiment config (a dataclass or dict), stored in the
-            checkpoint; resuming with a different one raises ``ValueError``.
-        progress: show a tqdm bar with the running metrics.
+            checkpoint with ``step.identity`` (see :func:`run_identity`);
+            resuming with a different one raises ``ValueError``.
+        progress: show a tqdm bar with the running metrics, where someone is
+            watching (:func:`metalearn.runtime.progress_enabled`).
 
     Returns:
         The :class:`History` of the whole run (including steps before a resume).
@@ -612,22 +541,16 @@ def train(
         True
     """
     _check_arguments(model, optimiser, step, config, evaluate, scheduler)
-    loop = _Loop(
-        model,
-        optimiser,
-        step,
-        config,
-        evaluate,
-        scheduler,
-        experiment_to_dict(experiment),
-    )
-    loop.resume()
-    if loop.finished and loop.saved_step is not None:
+    state = _start(model, optimiser, step, config, evaluate, scheduler, experiment)
+    _resume(state)
+    if state.finished and state.saved_step is not None:
         print(
-            f"Run already finished: loaded step {loop.completed} of {config.steps} "
-            f"from {loop.path}; nothing to train."
+            f"Run already finished: loaded step {state.completed} of {config.steps} "
+            f"from {state.path}; nothing to train."
         )
-        return loop.history
-    if loop.saved_step is not None:
-        print(f"Resuming from step {loop.completed} of {config.steps} ({loop.path}).")
-    return loop.run(progress)
+        return state.history
+    if state.saved_step is not None:
+        print(
+            f"Resuming from step {state.completed} of {config.steps} ({state.path})."
+        )
+    return _run(state, progress)
