@@ -6,9 +6,11 @@ actions, and ``T x R`` simulators stepped through
 the book's Gaussian MLP policy with MAML (first order by default) on ML1
 ``reach-v3`` training tasks for ``--iterations`` meta-iterations, and measures
 the return and success rate of held-out *test* tasks before and after one
-policy-gradient step, for the meta-trained and for a freshly initialised policy
-(mean and 95% CI over test tasks). The applications chapter took the Meta-World
-budget of its `short` profile (``metalearn.rl.BUDGETS``) from these runs; see
+policy-gradient step, for the meta-trained policy, a policy pre-trained on the
+same training tasks without adaptation (same iterations, batch and optimiser),
+and a freshly initialised one (mean and 95% CI over test tasks). The
+applications chapter took the Meta-World budget of its `short` profile
+(``metalearn.rl.BUDGETS``) from these runs; see
 ``benchmarks/results/metaworld_reach_cpu.txt``.
 
 Run: ``python benchmarks/metaworld_reach.py --iterations 30 --tasks 10
@@ -33,6 +35,7 @@ from metalearn.rl import (
     MetaRLConfig,
     adaptation_returns,
     make_maml_rl_step,
+    make_pretrain_step,
     num_threads,
     rollout,
 )
@@ -102,36 +105,41 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{batch.tasks} x {args.rollouts} simulators with the policy: "
               f"{results['steps_per_s_batched']:.0f} steps/s")
 
-        fresh = GaussianMLPPolicy(39, 4, (100, 100),
-                                  generator=torch.Generator().manual_seed(args.seed))
-        optimiser = torch.optim.Adam(policy.parameters(), lr=args.meta_lr)
-        step = make_maml_rl_step(policy, sample, config)
-        started = time.perf_counter()
-        history = []
-        for i in range(args.iterations):
-            loss, metrics = step(generator)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            history.append(metrics)
-            if (i + 1) % max(args.iterations // 10, 1) == 0:
-                print(f"  iteration {i + 1:4d}: return before / after adaptation "
-                      f"{metrics['return_pre']:7.1f} / {metrics['return_post']:7.1f}",
-                      flush=True)
-        results["train_s"] = time.perf_counter() - started
-        results["history"] = history
-        print(f"meta-training: {args.iterations} iterations in "
-              f"{results['train_s']:.1f} s")
+        def init(seed: int) -> GaussianMLPPolicy:
+            return GaussianMLPPolicy(39, 4, (100, 100),
+                                     generator=torch.Generator().manual_seed(seed))
+
+        fresh, pretrained = init(args.seed), init(args.seed)
+        for name, model, make_step in (("MAML", policy, make_maml_rl_step),
+                                       ("pre-trained", pretrained, make_pretrain_step)):
+            optimiser = torch.optim.Adam(model.parameters(), lr=args.meta_lr)
+            step = make_step(model, sample, config)
+            started = time.perf_counter()
+            history = []
+            for i in range(args.iterations):
+                loss, metrics = step(generator)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                history.append(metrics)
+                if (i + 1) % max(args.iterations // 5, 1) == 0:
+                    shown = ", ".join(f"{k} {v:7.1f}" for k, v in metrics.items())
+                    print(f"  {name} iteration {i + 1:4d}: {shown}", flush=True)
+            results[f"{name}_train_s"] = time.perf_counter() - started
+            results[f"{name}_history"] = history
+            print(f"{name}: {args.iterations} iterations in "
+                  f"{results[f'{name}_train_s']:.1f} s")
 
         test = ml1.tasks("test", range(args.test_tasks), rollouts=args.rollouts,
                          horizon=args.horizon)
         started = time.perf_counter()
-        for name, model in (("MAML", policy), ("fresh init", fresh)):
+        for name, model in (("MAML", policy), ("pre-trained", pretrained),
+                            ("fresh init", fresh)):
             curve = adaptation_returns(model, test, config, 1,
                                        torch.Generator().manual_seed(args.seed + 1))
             results[name] = {"returns": curve.returns.tolist(),
                              "success": curve.success.tolist()}
-            print(f"{name:>10}: test return before {summary(curve.returns[0])}, "
+            print(f"{name:>11}: test return before {summary(curve.returns[0])}, "
                   f"after 1 step {summary(curve.returns[1])}; success rate "
                   f"{100 * float(curve.success[0].mean()):.0f}% -> "
                   f"{100 * float(curve.success[1].mean()):.0f}%")

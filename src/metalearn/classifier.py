@@ -41,9 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import patheffects
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.func import functional_call, vmap
@@ -471,3 +475,97 @@ class FewShotClassifier:
     def __repr__(self) -> str:
         fitted = f"{len(self.classes_)} classes" if self.classes_ else "not fitted"
         return f"FewShotClassifier(method={self.method!r}, {fitted})"
+
+
+def draw_symbols(
+    symbols: Sequence[str],
+    examples: int,
+    *,
+    size: int = 105,
+    seed: int = 0,
+) -> tuple[list[np.ndarray], list[str]]:
+    """Draw each symbol ``examples`` times, as a person would: a little rotated,
+    shifted, scaled, with a varying stroke; dark ink on white, like Omniglot.
+
+    Matplotlib renders the glyphs (DejaVu Sans, which has Greek, Cyrillic,
+    arrows and many mathematical signs), so this needs no file and no network.
+
+    Args:
+        symbols: one string per class, e.g. ``["λ", "Ж", "∮"]``.
+        examples: drawings per symbol.
+        size: side of each ``uint8`` image, in pixels (105, as Omniglot).
+        seed: of the random variations.
+
+    Returns:
+        ``(images, labels)``: ``len(symbols) * examples`` arrays ``[size, size]``
+        and the symbol of each, grouped by symbol.
+    """
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"examples must be a positive int, got {examples!r}.")
+    if not symbols or not all(isinstance(x, str) and x for x in symbols):
+        raise ValueError(f"symbols must be non-empty strings, got {symbols!r}.")
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for symbol in symbols:
+        for _ in range(examples):
+            figure = Figure(figsize=(1, 1), dpi=size)
+            canvas = FigureCanvasAgg(figure)
+            stroke = float(rng.uniform(0.0, 2.5))
+            figure.text(
+                0.5 + rng.uniform(-0.08, 0.08), 0.5 + rng.uniform(-0.08, 0.08),
+                symbol, fontsize=float(rng.uniform(38, 50)),
+                rotation=float(rng.uniform(-15, 15)), ha="center", va="center",
+                color="black", family="DejaVu Sans",
+                path_effects=[patheffects.withStroke(linewidth=stroke,
+                                                     foreground="black")],
+            )
+            canvas.draw()
+            rgba = np.asarray(canvas.buffer_rgba())[..., :3]  # [size, size, 3]
+            images.append(rgba.mean(axis=-1).round().astype(np.uint8))
+            labels.append(symbol)
+    return images, labels
+
+
+def show_predictions(
+    support: torch.Tensor,
+    support_labels: Sequence[Hashable],
+    queries: torch.Tensor,
+    predicted: Sequence[Hashable],
+    truth: Sequence[Hashable] | None = None,
+    *,
+    max_queries: int = 12,
+) -> Figure:
+    """The support set (top) and queries with their predicted labels (bottom).
+
+    Args:
+        support: ``[K, 1, S, S]`` as the model sees them
+            (:meth:`FewShotClassifier.prepare`).
+        support_labels: one label per support image.
+        queries: ``[Q, 1, S, S]``.
+        predicted: one predicted label per query.
+        truth: the true labels; a correct prediction is titled in green, a
+            wrong one in red.
+    """
+    if len(support_labels) != len(support) or len(predicted) != len(queries):
+        raise ValueError("need one label per support image and per query.")
+    shown = min(len(queries), max_queries)
+    columns = max(len(support), shown)
+    fig, axes = plt.subplots(2, columns, figsize=(1.1 * columns, 2.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes[0], support, support_labels, strict=False):
+        ax.imshow(image[0].cpu(), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"{label}", fontsize=9)
+    for i in range(shown):
+        ax = axes[1, i]
+        ax.imshow(queries[i, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
+        colour = "black" if truth is None else (
+            "tab:green" if predicted[i] == truth[i] else "tab:red")
+        ax.set_title(f"-> {predicted[i]}", fontsize=9, color=colour)
+    axes[0, 0].text(-0.3, 0.5, "support", transform=axes[0, 0].transAxes,
+                    rotation=90, va="center", ha="right")
+    axes[1, 0].text(-0.3, 0.5, "queries", transform=axes[1, 0].transAxes,
+                    rotation=90, va="center", ha="right")
+    fig.suptitle("few-shot classification: support set and predicted query labels")
+    fig.tight_layout()
+    return fig

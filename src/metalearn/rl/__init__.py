@@ -35,7 +35,12 @@ from metalearn.rl.maml import (
     num_threads,
     rollout,
 )
-from metalearn.rl.navigation import PointNavigation, navigation_step, sample_goals
+from metalearn.rl.navigation import (
+    PointNavigation,
+    navigation_sampler,
+    navigation_step,
+    sample_goals,
+)
 from metalearn.rl.policy import GaussianMLPPolicy
 
 __all__ = [
@@ -54,6 +59,7 @@ __all__ = [
     "make_maml_rl_step",
     "make_pretrain_step",
     "maml_rl_objective",
+    "navigation_sampler",
     "navigation_step",
     "num_threads",
     "reinforce_surrogate",

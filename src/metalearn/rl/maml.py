@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import torch
@@ -295,6 +295,11 @@ def make_maml_rl_step(
             "return_post": float(last.returns().mean()),
         }
 
+    step.identity = {  # what shapes the update (see metalearn.training)
+        "method": "maml-rl",
+        **asdict(config),
+        "tasks": getattr(sample_env, "identity", None),
+    }
     return step
 
 
@@ -314,6 +319,11 @@ def make_pretrain_step(
         objective = surrogate(policy, params, trajectories, config).mean()
         return -objective, {"return": float(trajectories.returns().mean())}
 
+    step.identity = {
+        "method": "pretrain-rl",
+        **asdict(config),
+        "tasks": getattr(sample_env, "identity", None),
+    }
     return step
 
 

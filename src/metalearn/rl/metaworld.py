@@ -207,6 +207,8 @@ class MetaWorldML1:
             indices = torch.randperm(total, generator=generator)[:tasks].tolist()
             return self.tasks("train", indices, rollouts=rollouts, horizon=horizon)
 
+        sample.identity = {"benchmark": "ML1", "env": self.env_name, "tasks": tasks,
+                           "rollouts": rollouts, "horizon": horizon}
         return sample
 
     def __repr__(self) -> str:

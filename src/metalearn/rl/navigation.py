@@ -24,6 +24,8 @@ Everything is a tensor operation over ``[T, R]`` (tasks x rollouts) at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from metalearn.checks import check_positive_int
@@ -136,3 +138,18 @@ class PointNavigation:
 
     def __repr__(self) -> str:
         return f"PointNavigation({self.tasks} goals, horizon={self.horizon})"
+
+
+def navigation_sampler(
+    tasks: int, *, horizon: int = 100
+) -> Callable[[torch.Generator], PointNavigation]:
+    """Draw a meta-batch of ``tasks`` new goals with a generator, for MAML-RL."""
+    check_positive_int("tasks", tasks)
+    check_positive_int("horizon", horizon)
+
+    def sample(generator: torch.Generator) -> PointNavigation:
+        return PointNavigation(sample_goals(tasks, generator), horizon=horizon)
+
+    sample.identity = {"family": "point-navigation", "tasks": tasks,
+                       "horizon": horizon}
+    return sample
