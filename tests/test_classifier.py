@@ -21,7 +21,10 @@ from metalearn.classifier import (
     FewShotClassifier,
     ImageFormat,
     as_image_list,
+    draw_symbols,
     prepare_image,
+    show_predictions,
+    support_statistics,
     to_grey,
 )
 from metalearn.data.omniglot import decode_png
@@ -127,6 +130,19 @@ def test_image_format_normalisation_and_dark_ink():
     assert float(normed.min()) == pytest.approx(-2.0, abs=0.05)
 
 
+def test_tensor_batches_take_a_fast_path_with_the_same_result():
+    g = torch.Generator().manual_seed(0)
+    dark_on_light = 1 - (torch.rand(6, 1, 28, 28, generator=g) > 0.8).float() * 0.9
+    light_on_dark = torch.rand(6, 1, 28, 28, generator=g) ** 4
+    as_bytes = (torch.rand(6, 1, 28, 28, generator=g) * 255).to(torch.uint8)
+    for invert in ("auto", True, False):
+        classifier = FewShotClassifier(nn.Flatten(), invert=invert)
+        for batch in (dark_on_light, light_on_dark, as_bytes):
+            fast = classifier.prepare(batch)
+            slow = classifier.prepare(list(batch))  # image by image, with Pillow
+            torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+
+
 def test_as_image_list_splits_batches_by_layout():
     assert len(as_image_list(np.zeros((7, 28, 28, 1)))) == 7  # NumPy: NHWC
     assert len(as_image_list(torch.zeros(7, 1, 28, 28))) == 7  # torch: NCHW
@@ -148,21 +164,57 @@ def prepared_episode(seed=0, ways=3, shots=2, queries=4):
     return support.float(), labels, query.float()
 
 
-def test_protonet_matches_the_library_one_query_at_a_time():
+def conv4_by_hand(model, weights, support, queries):
+    """Conv-4 written out with functional ops, batch norm with support statistics."""
+    x = torch.cat([support, queries])
+    for i, block in enumerate(model.features):
+        prefix = f"features.{i}"
+        x = F.conv2d(x, weights[f"{prefix}.0.weight"], weights[f"{prefix}.0.bias"],
+                     padding=1)
+        rows = x[: len(support)]
+        mean = rows.mean(dim=(0, 2, 3), keepdim=True)
+        var = rows.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        gamma = weights[f"{prefix}.1.weight"].view(1, -1, 1, 1)
+        beta = weights[f"{prefix}.1.bias"].view(1, -1, 1, 1)
+        x = gamma * (x - mean) / torch.sqrt(var + block[1].eps) + beta
+        x = F.max_pool2d(torch.relu(x), 2)
+    x = x.flatten(1)
+    if model.head is not None:
+        x = F.linear(x, weights["head.weight"], weights["head.bias"])
+    return x[: len(support)], x[len(support) :]
+
+
+def test_protonet_with_support_statistics_matches_a_hand_written_forward():
+    torch.manual_seed(0)
+    embedding = Conv4(hidden=8, head=False).double()
+    support, labels, query = prepared_episode()
+    classifier = FewShotClassifier(embedding).fit(support.double(), labels)
+    probabilities = classifier.predict_proba(query.double())
+    support_x = classifier.prepare(support).double()
+    query_x = classifier.prepare(query).double()
+    with torch.no_grad():
+        weights = dict(embedding.named_parameters())
+        z_support, z_query = conv4_by_hand(embedding, weights, support_x, query_x)
+    centres = torch.stack([z_support[i::3].mean(0) for i in range(3)])  # by class
+    expected = (-torch.cdist(z_query, centres) ** 2).softmax(1)
+    torch.testing.assert_close(probabilities.double(), expected, atol=1e-6, rtol=1e-5)
+    assert classifier.classes_ == ("class 0", "class 1", "class 2")
+    # The support rows are normalised as in a batch of the support set alone.
+    with torch.no_grad(), support_statistics(embedding, len(support_x)):
+        together = embedding(torch.cat([support_x, query_x]))[: len(support_x)]
+    torch.testing.assert_close(together, embedding(support_x).detach())
+
+
+def test_episode_batch_norm_is_the_books_protonet():
     torch.manual_seed(0)
     embedding = Conv4(hidden=8, head=False)
     support, labels, query = prepared_episode()
-    classifier = FewShotClassifier(embedding, chunk=3).fit(support, labels)
-    probabilities = classifier.predict_proba(query)
-    support_x = classifier.prepare(support)
+    classifier = FewShotClassifier(embedding, batch_norm="episode").fit(support, labels)
+    support_x, query_x = classifier.prepare(support), classifier.prepare(query)
     support_y = torch.tensor([int(label[-1]) for label in labels])
-    for i, q in enumerate(classifier.prepare(query)):
-        with torch.no_grad():
-            logits = protonet_logits(embedding, support_x, support_y, q[None], ways=3)
-        torch.testing.assert_close(probabilities[i], logits.softmax(1)[0],
-                                   atol=1e-5, rtol=1e-4)
-    assert classifier.classes_ == ("class 0", "class 1", "class 2")
-    torch.testing.assert_close(probabilities.sum(1), torch.ones(4))
+    with torch.no_grad():
+        logits = protonet_logits(embedding, support_x, support_y, query_x, ways=3)
+    torch.testing.assert_close(classifier.predict_proba(query), logits.softmax(1))
 
 
 def test_a_prediction_does_not_depend_on_the_other_queries():
@@ -173,24 +225,33 @@ def test_a_prediction_does_not_depend_on_the_other_queries():
     together = classifier.predict_proba(query)
     alone = torch.cat([classifier.predict_proba(query[i : i + 1]) for i in range(6)])
     torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-5)
+    # The hooks are gone afterwards: the model normalises its own batch again.
+    model = classifier.model
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[:2], model(x[:2]), atol=1e-2, rtol=1)
+        assert not torch.allclose(model(x)[:2], model(x[:2]), atol=1e-6)
 
 
-def test_maml_matches_adapt_and_a_forward_pass_with_the_support():
+def test_maml_adapts_on_the_support_and_predicts_with_its_statistics():
     torch.manual_seed(2)
-    model = Conv4(hidden=8, ways=3)
+    model = Conv4(hidden=8, ways=3).double()
     support, labels, query = prepared_episode(seed=2)
     classifier = FewShotClassifier(model, method="maml", inner_lr=0.4, steps=2)
-    probabilities = classifier.fit(support, labels).predict_proba(query)
-    support_x = classifier.prepare(support)
+    probabilities = classifier.fit(support.double(), labels).predict_proba(
+        query.double())
+    support_x = classifier.prepare(support).double()
     support_y = torch.tensor([int(label[-1]) for label in labels])
     params = {n: p.detach() for n, p in model.named_parameters()}
     adapted = maml.adapt(model, params, {}, support_x, support_y, inner_lr=0.4,
                          steps=2, first_order=True, loss_fn=F.cross_entropy)
-    for i, q in enumerate(classifier.prepare(query)):
-        with torch.no_grad():
-            logits = functional_call(model, adapted, (torch.cat([support_x, q[None]]),))
-        torch.testing.assert_close(probabilities[i], logits[-1].softmax(0),
-                                   atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        _, logits = conv4_by_hand(model, adapted, support_x,
+                                  classifier.prepare(query).double())
+    torch.testing.assert_close(probabilities.double(), logits.softmax(1),
+                               atol=1e-6, rtol=1e-5)
+    unadapted = functional_call(model, params, (support_x,))
+    assert not torch.allclose(unadapted, functional_call(model, adapted, (support_x,)))
 
 
 def test_nearest_prototype_in_pixel_space_reads_simple_symbols():
@@ -290,6 +351,9 @@ BAD_INPUTS = [
      TypeError, "must be a torch.nn.Module"),
     ("bad invert option", lambda t: FewShotClassifier(nn.Flatten(), invert="yes"),
      ValueError, "invert must be"),
+    ("bad batch-norm option",
+     lambda t: FewShotClassifier(nn.Flatten(), batch_norm="running"), ValueError,
+     "batch_norm must be one of"),
 ]
 
 
@@ -302,3 +366,32 @@ def test_bad_inputs_raise_clear_errors(tmp_path, call, error, words):
     with pytest.raises(error) as raised:
         call(tmp_path)
     assert words in str(raised.value)
+
+
+# --- the chapter's helpers -----------------------------------------------------------
+
+
+def test_drawn_symbols_are_seeded_dark_on_white_and_varied():
+    images, labels = draw_symbols(["λ", "Ж"], 3, size=64, seed=0)
+    assert labels == ["λ"] * 3 + ["Ж"] * 3
+    assert all(image.shape == (64, 64) and image.dtype == np.uint8 for image in images)
+    assert all(image[0].min() == 255 and image.min() < 50 for image in images)
+    assert not np.array_equal(images[0], images[1])  # each drawing differs
+    again, _ = draw_symbols(["λ", "Ж"], 3, size=64, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(images, again, strict=True))
+    with pytest.raises(ValueError, match="examples must be a positive int"):
+        draw_symbols(["λ"], 0)
+
+
+def test_show_predictions_draws_support_and_queries():
+    support = torch.rand(3, 1, 28, 28)
+    queries = torch.rand(4, 1, 28, 28)
+    fig = show_predictions(support, ["a", "b", "c"], queries, ["a", "a", "b", "c"],
+                           ["a", "b", "b", "c"])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["a", "b", "c"] and "-> a" in titles
+    colours = [ax.title.get_color() for ax in fig.axes[4:8]]
+    assert colours == ["tab:green", "tab:red", "tab:green", "tab:green"]
+    assert fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="one label per"):
+        show_predictions(support, ["a"], queries, ["a"] * 4)

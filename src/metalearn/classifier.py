@@ -26,17 +26,21 @@ Two base learners:
     {eq}`maml-inner`); it needs exactly ``N`` classes.
 
 The Conv-4 networks of this book normalise each batch with its own
-statistics (transductive batch norm), so a prediction would depend on which
-other images are in the batch. Here every query is embedded *together with
-the support set and alone among the queries* (``torch.func.vmap`` over the
-queries), so the prediction for an image does not depend on what else you
-ask about in the same call.
+statistics (transductive batch norm, :class:`metalearn.models.BatchNorm`), so
+a prediction would depend on which other images are in the batch. With
+``batch_norm="support"`` (the default) every batch-norm layer normalises with
+the statistics of the *support set* only (:func:`support_statistics`): the
+support embeddings are those of the support set alone, and the prediction for
+an image does not depend on what else you ask about in the same call.
+``batch_norm="episode"`` embeds the support set and all queries in one batch,
+the protocol of the book's evaluations (:func:`metalearn.protonet.protonet_logits`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,13 +54,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from metalearn import maml
-from metalearn.models import op_by_op_batch_norm
+from metalearn.models import BatchNorm
 from metalearn.protonet import prototypes, squared_distances
 
 METHODS = ("protonet", "maml")
+BATCH_NORMS = ("support", "episode")
 _CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)  # ITU-R 601, as PIL "L"
 
@@ -305,6 +310,43 @@ def _check_labels(labels: Any, count: int) -> list[Hashable]:
     return labels
 
 
+@contextlib.contextmanager
+def support_statistics(model: nn.Module, support_size: int) -> Iterator[None]:
+    """Inside this block, every :class:`~metalearn.models.BatchNorm` of ``model``
+    normalises its whole batch with the mean and (biased) variance of the
+    batch's first ``support_size`` rows, the support set:
+
+    .. math:: y = \\gamma\\, (x - \\mu_S) / \\sqrt{\\sigma_S^2 + \\epsilon} + \\beta.
+
+    Support rows are then normalised exactly as in a batch of the support set
+    alone, and each query row independently of the other queries. Implemented
+    with forward hooks (removed on exit), so it also works under
+    :func:`torch.func.functional_call` with adapted weights.
+    """
+    if isinstance(support_size, bool) or not isinstance(support_size, int):
+        raise TypeError(f"support_size must be an int, got {support_size!r}.")
+    if support_size < 1:
+        raise ValueError(f"support_size must be >= 1, got {support_size}.")
+
+    def normalise(module: BatchNorm, inputs: tuple[torch.Tensor], _: torch.Tensor):
+        x = inputs[0]
+        dims = [0] if x.dim() == 2 else [0, 2, 3]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        support = x[:support_size]
+        mean = support.mean(dim=dims, keepdim=True)
+        var = (support - mean).pow(2).mean(dim=dims, keepdim=True)
+        scale = module.weight.view(shape) * torch.rsqrt(var + module.eps)
+        return (x - mean) * scale + module.bias.view(shape)
+
+    handles = [m.register_forward_hook(normalise) for m in model.modules()
+               if isinstance(m, BatchNorm)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class FewShotClassifier:
     """Classify images into classes given by a few labelled examples each.
 
@@ -318,7 +360,9 @@ class FewShotClassifier:
         crop_to_ink: crop each image to its ink before resizing (for symbols
             drawn small on a large canvas; Omniglot itself is not cropped).
         inner_lr, steps: the MAML inner step size and number of steps.
-        chunk: queries embedded per vmapped forward pass (memory bound).
+        batch_norm: ``"support"`` (normalise with the support set's statistics;
+            predictions independent of the other queries) or ``"episode"``
+            (support and queries in one batch, as the book's evaluations).
 
     Attributes:
         classes_: the labels in order of first appearance in ``fit``; the
@@ -335,7 +379,7 @@ class FewShotClassifier:
         crop_to_ink: bool = False,
         inner_lr: float | None = None,
         steps: int | None = None,
-        chunk: int = 64,
+        batch_norm: str = "support",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}.")
@@ -347,9 +391,13 @@ class FewShotClassifier:
             maml.check_inner_loop(inner_lr, steps, dict(model.named_parameters()))
         if invert not in ("auto", True, False):
             raise ValueError(f"invert must be 'auto', True or False, got {invert!r}.")
+        if batch_norm not in BATCH_NORMS:
+            raise ValueError(
+                f"batch_norm must be one of {BATCH_NORMS}, got {batch_norm!r}."
+            )
         self.model, self.method, self.image_format = model, method, image_format
         self.invert, self.crop_to_ink = invert, crop_to_ink
-        self.inner_lr, self.steps, self.chunk = inner_lr, steps, chunk
+        self.inner_lr, self.steps, self.batch_norm = inner_lr, steps, batch_norm
         self.classes_: tuple[Hashable, ...] = ()
         self._support_x: torch.Tensor | None = None
         self._support_y: torch.Tensor | None = None
@@ -360,8 +408,53 @@ class FewShotClassifier:
         parameter = next(self.model.parameters(), None)
         return parameter.device if parameter is not None else torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the model's parameters (float32 if it has none)."""
+        for parameter in self.model.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+        return torch.float32
+
+    def _prepare_batch(self, images: torch.Tensor) -> torch.Tensor | None:
+        """A tensor batch already ``[N, 1, size, size]``, prepared without Pillow.
+
+        The same result as :func:`prepare_image` image by image (Pillow's
+        resize to the same size is a copy): the ink made bright by the border
+        median, quantised to 8 bits, normalised. ``None`` if the batch does not
+        qualify (then the general path converts it, or raises).
+        """
+        size = self.image_format.size
+        if (self.crop_to_ink or images.dim() != 4 or images.shape[0] == 0
+                or tuple(images.shape[1:]) != (1, size, size)):
+            return None
+        if images.dtype == torch.uint8:
+            x = images.double() / 255.0
+        elif images.is_floating_point():
+            x = images.double()
+            if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+                return None
+        else:
+            return None
+        x = x[:, 0]  # [N, S, S]
+        border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
+        if self.invert == "auto":
+            flip = torch.quantile(border, 0.5, dim=1) > 0.5  # [N], as np.median
+        else:
+            flip = torch.full((x.shape[0],), bool(self.invert))
+        ink = torch.where(flip[:, None, None], 1.0 - x, x)
+        pixels = torch.round(ink * 255) / 255  # 8 bits, as the Pillow path
+        if not self.image_format.bright_ink:
+            pixels = 1.0 - pixels
+        pixels = (pixels - self.image_format.mean) / self.image_format.std
+        return pixels[:, None].to(self.device, self.dtype)
+
     def prepare(self, images: Any) -> torch.Tensor:
-        """Images as the model's batch ``[N, 1, size, size]`` on its device."""
+        """Images as the model's batch ``[N, 1, size, size]``, its device and dtype."""
+        if isinstance(images, torch.Tensor):
+            fast = self._prepare_batch(images.detach().cpu())
+            if fast is not None:
+                return fast
         singles = as_image_list(images)
         if not singles:
             raise ValueError("no images given; pass at least one image.")
@@ -370,7 +463,7 @@ class FewShotClassifier:
                           crop_to_ink=self.crop_to_ink)
             for image in singles
         ]
-        return torch.stack(batch).to(self.device)
+        return torch.stack(batch).to(self.device, self.dtype)
 
     def fit(self, support_images: Any, support_labels: Any) -> FewShotClassifier:
         """Store the support set (and, for MAML, adapt to it).
@@ -415,29 +508,23 @@ class FewShotClassifier:
         return self
 
     def _query_scores(self, query_x: torch.Tensor) -> torch.Tensor:
-        """Scores ``[Q, ways]``; each query is embedded with the support set."""
+        """Scores ``[Q, ways]``: one forward pass of ``[support; queries]``."""
         assert self._support_x is not None and self._support_y is not None
         support_x, support_y = self._support_x, self._support_y
-        ways, size = len(self.classes_), support_x.shape[0]
+        size, ways = support_x.shape[0], len(self.classes_)
+        weights = {**dict(self.model.named_parameters()),
+                   **dict(self.model.named_buffers())}
         if self.method == "maml":
-            weights = {**self._weights, **dict(self.model.named_buffers())}
-        else:
-            weights = {**dict(self.model.named_parameters()),
-                       **dict(self.model.named_buffers())}
-
-        def one_query(query: torch.Tensor) -> torch.Tensor:  # [1, S, S] -> [ways]
-            batch = torch.cat([support_x, query[None]])  # [K + 1, 1, S, S]
+            weights.update(self._weights)
+        statistics = (support_statistics(self.model, size)
+                      if self.batch_norm == "support" else contextlib.nullcontext())
+        batch = torch.cat([support_x, query_x])  # [K + Q, 1, S, S]
+        with torch.no_grad(), statistics:
             outputs = functional_call(self.model, weights, (batch,))
-            if self.method == "maml":
-                return outputs[size]  # the query's logits
-            centres = prototypes(outputs[:size], support_y, ways)  # [ways, D]
-            return -squared_distances(outputs[size:], centres)[0]
-
-        scores = []
-        with torch.no_grad(), op_by_op_batch_norm():
-            for start in range(0, query_x.shape[0], self.chunk):
-                scores.append(vmap(one_query)(query_x[start : start + self.chunk]))
-        return torch.cat(scores)
+        if self.method == "maml":
+            return outputs[size:]  # the queries' logits
+        centres = prototypes(outputs[:size], support_y, ways)  # [ways, D]
+        return -squared_distances(outputs[size:], centres)  # [Q, ways]
 
     def _check_fitted(self) -> None:
         if self._support_x is None:
@@ -554,11 +641,12 @@ def show_predictions(
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, label in zip(axes[0], support, support_labels, strict=False):
-        ax.imshow(image[0].cpu(), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(image[0].detach().cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(f"{label}", fontsize=9)
     for i in range(shown):
         ax = axes[1, i]
-        ax.imshow(queries[i, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(queries[i, 0].detach().cpu().numpy(), cmap="gray_r", vmin=0,
+                  vmax=1)
         colour = "black" if truth is None else (
             "tab:green" if predicted[i] == truth[i] else "tab:red")
         ax.set_title(f"-> {predicted[i]}", fontsize=9, color=colour)
