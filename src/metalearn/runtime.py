@@ -109,6 +109,7 @@ class Run:
                 f"metalearn {_version('metalearn')}, "
                 f"python {platform.python_version()}",
                 f"seed    : {self.seed}",
+                f"budgets : {self.profile.budgets()}",
             ]
         )
 
