@@ -4,6 +4,7 @@ computation with Python loops over tasks, rollouts and steps)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from metalearn.rl import (
     Trajectories,
     adapt,
     adaptation_returns,
+    budget_for,
     discounted_returns,
     linear_feature_baseline,
     loaded_dice_surrogate,
@@ -549,10 +551,17 @@ def test_num_threads_restores_the_setting():
             pass
 
 
-def test_budgets_exist_for_every_profile():
+def test_budgets_exist_for_every_profile_and_obey_the_cap():
     assert set(BUDGETS) == set(PROFILES)
     assert BUDGETS["smoke"].iterations < BUDGETS["short"].iterations
     assert BUDGETS["short"].iterations <= BUDGETS["paper"].iterations
+    assert budget_for(PROFILES["short"]) == BUDGETS["short"]
+    capped = budget_for(dataclasses.replace(PROFILES["paper"], max_steps=2))
+    assert capped.iterations == capped.metaworld_iterations == 2
+    assert capped.test_goals == capped.metaworld_test_tasks == 2
+    assert capped.meta_batch == BUDGETS["paper"].meta_batch  # shapes are kept
+    with pytest.raises(ValueError, match="No meta-RL budget"):
+        budget_for(dataclasses.replace(PROFILES["short"], name="laptop"))
 
 
 def test_config_bad_values():

@@ -10,11 +10,13 @@ One module per idea:
   the policy-gradient surrogates (REINFORCE and the loaded DiCE objective);
 * :mod:`~metalearn.rl.maml`: batched rollouts, the inner policy-gradient step,
   the MAML meta-objective, joint pre-training, and adaptation curves;
+* :mod:`~metalearn.rl.budgets`: the chapter's budgets per run profile;
 * :mod:`~metalearn.rl.metaworld`: the same sampler interface over Meta-World's
   MuJoCo tasks (optional extra ``metalearn[metaworld]``);
 * :mod:`~metalearn.rl.plots`: the figures of the applications chapter.
 """
 
+from metalearn.rl.budgets import BUDGETS, MetaRLBudget, budget_for, num_threads
 from metalearn.rl.gradients import (
     discounted_returns,
     linear_feature_baseline,
@@ -23,8 +25,6 @@ from metalearn.rl.gradients import (
     reinforce_surrogate,
 )
 from metalearn.rl.maml import (
-    BUDGETS,
-    MetaRLBudget,
     MetaRLConfig,
     Trajectories,
     adapt,
@@ -32,7 +32,6 @@ from metalearn.rl.maml import (
     make_maml_rl_step,
     make_pretrain_step,
     maml_rl_objective,
-    num_threads,
     rollout,
 )
 from metalearn.rl.navigation import (
@@ -52,6 +51,7 @@ __all__ = [
     "Trajectories",
     "adapt",
     "adaptation_returns",
+    "budget_for",
     "discounted_returns",
     "linear_feature_baseline",
     "loaded_dice_surrogate",

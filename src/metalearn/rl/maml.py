@@ -34,8 +34,7 @@ one ``autograd.grad`` of the sum of the per-task surrogates.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -364,75 +363,3 @@ def adaptation_returns(
         success=torch.stack([b.success_rate() for b in batches]),
         trajectories=tuple(batches),
     )
-
-
-@contextlib.contextmanager
-def num_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(threads)``, then restore.
-
-    The meta-RL workload is many small matrix products (a 2x100x100x2 policy),
-    for which a second thread costs more in synchronisation than it saves.
-    """
-    check_positive_int("threads", threads)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@dataclass(frozen=True)
-class MetaRLBudget:
-    """The budgets of the applications chapter for one run profile."""
-
-    iterations: int  # meta-iterations of MAML = optimiser steps of pre-training
-    meta_batch: int  # tasks (goals) per meta-iteration (20 in Finn et al.)
-    rollouts: int  # trajectories per task and gradient step (20 in the paper)
-    test_goals: int  # new goals of the adaptation curves (returns with 95% CIs)
-    test_steps: int  # test-time adaptation steps (3, as in the paper's Fig. 5)
-    metaworld_iterations: int  # first-order MAML iterations on Meta-World ML1
-    metaworld_meta_batch: int  # Meta-World training tasks per iteration
-    metaworld_rollouts: int  # Meta-World trajectories per task and step
-    metaworld_horizon: int  # steps per Meta-World episode (500 in the benchmark)
-    metaworld_test_tasks: int  # held-out Meta-World tasks for evaluation
-
-
-BUDGETS: dict[str, MetaRLBudget] = {
-    "smoke": MetaRLBudget(
-        iterations=3,
-        meta_batch=4,
-        rollouts=4,
-        test_goals=4,
-        test_steps=3,
-        metaworld_iterations=1,
-        metaworld_meta_batch=2,
-        metaworld_rollouts=2,
-        metaworld_horizon=10,
-        metaworld_test_tasks=2,
-    ),
-    "short": MetaRLBudget(
-        iterations=300,
-        meta_batch=20,
-        rollouts=20,
-        test_goals=40,
-        test_steps=3,
-        metaworld_iterations=30,
-        metaworld_meta_batch=10,
-        metaworld_rollouts=5,
-        metaworld_horizon=100,
-        metaworld_test_tasks=10,
-    ),
-    "paper": MetaRLBudget(
-        iterations=1_000,
-        meta_batch=20,
-        rollouts=20,
-        test_goals=100,
-        test_steps=3,
-        metaworld_iterations=300,
-        metaworld_meta_batch=20,
-        metaworld_rollouts=10,
-        metaworld_horizon=500,
-        metaworld_test_tasks=50,
-    ),
-}

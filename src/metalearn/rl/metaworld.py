@@ -71,6 +71,7 @@ class MetaWorldTasks:
             task (``set_task``).
         horizon: steps per episode (at most the benchmark's 500).
         dtype: of the observation and reward tensors.
+        device: where those tensors go (the simulators run on the CPU).
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class MetaWorldTasks:
         *,
         horizon: int,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
     ) -> None:
         check_positive_int("horizon", horizon)
         if not envs or not envs[0] or len({len(row) for row in envs}) != 1:
@@ -88,13 +90,13 @@ class MetaWorldTasks:
             raise ValueError(f"horizon {horizon} exceeds the episode limit {limit}.")
         self.envs = [list(row) for row in envs]
         self.tasks, self.rollouts = len(envs), len(envs[0])
-        self.horizon, self.dtype = horizon, dtype
+        self.horizon, self.dtype, self.device = horizon, dtype, torch.device(device)
         space = envs[0][0].observation_space
         self.obs_dim = int(np.prod(space.shape))
         self.act_dim = int(np.prod(envs[0][0].action_space.shape))
 
     def _tensor(self, rows: list[list[np.ndarray]]) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(rows), dtype=self.dtype)
+        return torch.as_tensor(np.asarray(rows), dtype=self.dtype, device=self.device)
 
     def reset(self, rollouts: int) -> torch.Tensor:
         """Reset every simulator; ``[T, R, obs_dim]``. ``rollouts`` must equal R."""
@@ -125,8 +127,8 @@ class MetaWorldTasks:
                 success[i].append(bool(info.get("success", 0.0)))
         return (
             self._tensor(obs),
-            torch.tensor(rewards, dtype=self.dtype),
-            torch.tensor(success, dtype=torch.bool),
+            torch.tensor(rewards, dtype=self.dtype, device=self.device),
+            torch.tensor(success, dtype=torch.bool, device=self.device),
         )
 
     def __repr__(self) -> str:
@@ -174,6 +176,7 @@ class MetaWorldML1:
         *,
         rollouts: int,
         horizon: int,
+        device: torch.device | str = "cpu",
     ) -> MetaWorldTasks:
         """The tasks ``indices`` of ``split``, each with ``rollouts`` simulators."""
         check_positive_int("rollouts", rollouts)
@@ -192,10 +195,15 @@ class MetaWorldML1:
             for env in row:
                 env.set_task(available[index])
             envs.append(row)
-        return MetaWorldTasks(envs, horizon=horizon)
+        return MetaWorldTasks(envs, horizon=horizon, device=device)
 
     def sampler(
-        self, tasks: int, *, rollouts: int, horizon: int
+        self,
+        tasks: int,
+        *,
+        rollouts: int,
+        horizon: int,
+        device: torch.device | str = "cpu",
     ) -> Callable[[torch.Generator], MetaWorldTasks]:
         """Draw ``tasks`` distinct training tasks with a generator, for MAML-RL."""
         total = len(self.task_list("train"))
@@ -205,7 +213,8 @@ class MetaWorldML1:
 
         def sample(generator: torch.Generator) -> MetaWorldTasks:
             indices = torch.randperm(total, generator=generator)[:tasks].tolist()
-            return self.tasks("train", indices, rollouts=rollouts, horizon=horizon)
+            return self.tasks("train", indices, rollouts=rollouts, horizon=horizon,
+                              device=device)
 
         sample.identity = {"benchmark": "ML1", "env": self.env_name, "tasks": tasks,
                            "rollouts": rollouts, "horizon": horizon}

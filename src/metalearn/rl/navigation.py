@@ -141,14 +141,16 @@ class PointNavigation:
 
 
 def navigation_sampler(
-    tasks: int, *, horizon: int = 100
+    tasks: int, *, horizon: int = 100, device: torch.device | str = "cpu"
 ) -> Callable[[torch.Generator], PointNavigation]:
-    """Draw a meta-batch of ``tasks`` new goals with a generator, for MAML-RL."""
+    """Draw a meta-batch of ``tasks`` new goals with a (CPU) generator, for MAML-RL;
+    the tasks live on ``device``."""
     check_positive_int("tasks", tasks)
     check_positive_int("horizon", horizon)
 
     def sample(generator: torch.Generator) -> PointNavigation:
-        return PointNavigation(sample_goals(tasks, generator), horizon=horizon)
+        goals = sample_goals(tasks, generator).to(device)
+        return PointNavigation(goals, horizon=horizon)
 
     sample.identity = {"family": "point-navigation", "tasks": tasks,
                        "horizon": horizon}
