@@ -573,3 +573,36 @@ def test_config_bad_values():
         MetaRLConfig(baseline="value")
     with pytest.raises(ValueError, match=r"log_probs .* must both be \[T, R, H\]"):
         loaded_dice_surrogate(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5))
+
+
+# --- the chapter's figures -----------------------------------------------------------
+
+
+def test_figures_have_labelled_axes_titles_and_legends():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from metalearn.rl import plots
+
+    goals = sample_goals(6, torch.Generator().manual_seed(0))
+    policy = make_policy(hidden=(4,), dtype=torch.float32)
+    env = PointNavigation(goals, horizon=5)
+    curve = adaptation_returns(policy, env, MetaRLConfig(rollouts=2), 2,
+                               torch.Generator().manual_seed(0))
+    figures = [
+        plots.plot_navigation_tasks(goals, curve.trajectories[0]),
+        plots.plot_trajectories({"before": curve.trajectories[0],
+                                 "after 2 steps": curve.trajectories[2]}, goals[0]),
+        plots.plot_adaptation_curves({"policy": curve.returns}),
+    ]
+    for fig in figures:
+        ax = fig.axes[0]
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+        assert ax.get_legend() is not None
+    labels = [t.get_text() for t in figures[1].axes[0].get_legend().get_texts()]
+    assert labels == ["before", "after 2 steps", "goal"]
+    line = figures[2].axes[0].lines[0]  # the means after 0, 1, 2 steps
+    means = [float(y) for y in line.get_ydata()]
+    np.testing.assert_allclose(means, curve.returns.mean(1).tolist(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"goals must be \[T, 2\]"):
+        plots.plot_navigation_tasks(torch.zeros(3))

@@ -38,11 +38,12 @@ def plot_navigation_tasks(
     """
     if goals.dim() != 2 or goals.shape[1] != 2:
         raise ValueError(f"goals must be [T, 2], got {tuple(goals.shape)}.")
+    goals = goals.detach().cpu()
     fig, ax = _axes(ax, (4.6, 4.4))
     ax.add_patch(plt.Rectangle((low, low), high - low, high - low, fill=False,
                                ls="--", color="0.5", label="goal distribution"))
     if trajectories is not None:
-        for path in trajectories.observations[0]:
+        for path in trajectories.observations[0].detach().cpu():
             ax.plot(path[:, 0], path[:, 1], color="tab:blue", lw=0.8, alpha=0.5)
         ax.plot([], [], color="tab:blue", lw=0.8, label="rollouts, task 0")
     ax.scatter(goals[:, 0], goals[:, 1], marker="*", s=90, color="tab:red",
@@ -75,9 +76,10 @@ def plot_trajectories(
         rollouts: how many of its episodes to draw per batch.
     """
     fig, ax = _axes(ax, (4.6, 4.4))
+    goal = goal.detach().cpu()
     for (label, batch), colour in zip(batches.items(), plt.cm.viridis(
             torch.linspace(0.0, 0.85, len(batches)).tolist()), strict=True):
-        paths = batch.observations[task, :rollouts]  # [r, H, 2]
+        paths = batch.observations[task, :rollouts].detach().cpu()  # [r, H, 2]
         for k, path in enumerate(paths):
             ax.plot(path[:, 0], path[:, 1], color=colour, lw=1.2, alpha=0.8,
                     label=label if k == 0 else None)
@@ -110,7 +112,7 @@ def plot_adaptation_curves(
         if values.dim() != 2:
             raise ValueError(f"returns[{name!r}] must be [S + 1, T], got "
                              f"{tuple(values.shape)}.")
-        stats = [mean_confidence_interval(row.tolist()) for row in values]
+        stats = [mean_confidence_interval(row.tolist()) for row in values.cpu()]
         ax.errorbar(range(len(stats)), [m for m, _ in stats],
                     yerr=[c for _, c in stats], marker="o", capsize=3, label=name)
     ax.set_xlabel("policy-gradient steps on the new task")
