@@ -606,3 +606,71 @@ def test_figures_have_labelled_axes_titles_and_legends():
     np.testing.assert_allclose(means, curve.returns.mean(1).tolist(), rtol=1e-6)
     with pytest.raises(ValueError, match=r"goals must be \[T, 2\]"):
         plots.plot_navigation_tasks(torch.zeros(3))
+
+
+# --- Meta-World (the optional extra metalearn[metaworld]; CI installs it) ------------
+
+
+def test_missing_metaworld_says_how_to_install(monkeypatch):
+    import sys
+
+    from metalearn.rl.metaworld import MetaWorldML1
+
+    monkeypatch.setitem(sys.modules, "metaworld", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"metalearn\[metaworld\]"):
+        MetaWorldML1("reach-v3")
+
+
+@pytest.fixture(scope="module")
+def ml1():
+    pytest.importorskip("metaworld", reason="the optional extra metalearn[metaworld]")
+    from metalearn.rl.metaworld import MetaWorldML1
+
+    return MetaWorldML1("reach-v3", seed=0)
+
+
+def test_metaworld_tasks_step_all_simulators_together(ml1):
+    tasks = ml1.tasks("train", [0, 3], rollouts=2, horizon=3)
+    assert (tasks.tasks, tasks.rollouts, tasks.obs_dim, tasks.act_dim) == (2, 2, 39, 4)
+    obs = tasks.reset(2)
+    assert obs.shape == (2, 2, 39) and obs.dtype == torch.float32
+    assert not obs[..., 36:].any()  # the goal is hidden
+    torch.testing.assert_close(obs[0, 0], obs[0, 1])  # same task, same start
+    next_obs, reward, success = tasks.step(torch.zeros(2, 2, 4))
+    assert next_obs.shape == (2, 2, 39) and reward.shape == success.shape == (2, 2)
+    assert success.dtype == torch.bool and bool((reward >= 0).all())
+    # Tasks 0 and 3 have different targets: the same action pays differently.
+    assert not torch.allclose(reward[0], reward[1])
+    policy = GaussianMLPPolicy(39, 4, (8,), generator=torch.Generator().manual_seed(0))
+    traj = rollout(policy, policy.task_params(2), tasks, 2,
+                   torch.Generator().manual_seed(0))
+    assert traj.observations.shape == (2, 2, 3, 39) and traj.rewards.shape == (2, 2, 3)
+
+
+def test_metaworld_sampler_and_bad_requests(ml1):
+    sample = ml1.sampler(3, rollouts=1, horizon=2)
+    first = sample(torch.Generator().manual_seed(0))
+    assert first.tasks == 3 and sample.identity["env"] == "reach-v3"
+    with pytest.raises(ValueError, match="task indices must lie in 0..49"):
+        ml1.tasks("test", [50], rollouts=1, horizon=2)
+    with pytest.raises(ValueError, match="exceeds the episode limit 500"):
+        ml1.tasks("train", [0], rollouts=1, horizon=501)
+    with pytest.raises(ValueError, match="ask for rollouts=1"):
+        ml1.tasks("train", [0], rollouts=1, horizon=2).reset(3)
+    with pytest.raises(ValueError, match="split must be one of"):
+        ml1.task_list("validation")
+
+
+@pytest.mark.slow
+def test_metaworld_benchmark_script_runs(ml1, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "metaworld_reach.py"
+    spec = importlib.util.spec_from_file_location("metaworld_reach", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "hardware:" in out and out.count("test return before") == 3
+    assert set(results) >= {"MAML", "pre-trained", "fresh init", "steps_per_s_single"}
