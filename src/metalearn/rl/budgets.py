@@ -50,12 +50,17 @@ class MetaRLBudget:
     metaworld_test_tasks: int  # held-out Meta-World tasks for evaluation
 
 
-# Sized from timings on 2-core CPUs shared with other jobs (noisy): a 20 x 20 x 100
-# second-order navigation meta-iteration took 0.3-0.45 s (1-2 threads, quiet) and
-# up to 0.8 s (contended), pre-training 0.14 s; a first-order Meta-World iteration
-# of 10 tasks x 5 rollouts x 100 steps ~10 s with two other jobs running
-# (benchmarks/results/metaworld_reach_cpu.txt). `gpu` doubles `short` where the
-# GPU helps (the policy) and keeps the simulator budget, which runs on the CPU.
+# Sized from timings on the shared 2-core development machine (noisy; other jobs
+# running): a second-order navigation meta-iteration of 20 goals x 20 rollouts x 100
+# steps took 0.47 s on 1 thread and 0.28 s on 2 when the machine was quiet, and
+# 1.25-1.3 s on 1 thread but 5-6 s on 2 at a load of 5-7; pre-training 0.14 s
+# (quiet) to 0.3 s. In probes the post-adaptation return stopped improving after
+# about 300 meta-iterations (Adam, 1e-3). A first-order Meta-World iteration of 10
+# tasks x 5 rollouts x 100 steps took about 10 s on 1 thread at a load of 2-3
+# (benchmarks/results/metaworld_reach_cpu.txt). `gpu` doubles the navigation
+# iterations (the policy runs on the GPU) but adds only a third to the Meta-World
+# iterations: the simulators run on the CPU (two cores on Colab). Not yet timed on
+# a GPU.
 BUDGETS: dict[str, MetaRLBudget] = {
     "smoke": MetaRLBudget(
         iterations=3,
