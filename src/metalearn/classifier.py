@@ -553,10 +553,21 @@ class FewShotClassifier:
     def from_zoo(
         cls, name: str = "protonet-60w1s", **options: Any
     ) -> FewShotClassifier:
-        """A classifier on a model of :mod:`metalearn.zoo` (loaded or trained)."""
+        """A classifier on a model of :mod:`metalearn.zoo` (loaded or trained).
+
+        An embedding (``protonet-60w1s``, ``matching-60w1s``) gives a ProtoNet
+        classifier; a network with a head (``maml-5w1s``, ``fomaml-5w1s``,
+        ``reptile-5w``) a MAML classifier with its recipe's ``inner_lr`` and
+        ``test_steps``. ``options`` override these and pass on to the class.
+        """
         from metalearn import zoo
 
         trained = zoo.load_or_train(name)
+        recipe = trained.recipe
+        if getattr(trained.model, "head", None) is not None:
+            options.setdefault("method", "maml")
+            options.setdefault("inner_lr", getattr(recipe, "inner_lr", None))
+            options.setdefault("steps", getattr(recipe, "test_steps", None))
         return cls(trained.model, **options)
 
     def __repr__(self) -> str:
