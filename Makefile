@@ -18,13 +18,14 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c $(LOCK) -e ".[dev]"
+	$(PIP) install -q -c $(LOCK) -e ".[dev,metaworld]"
 	# learn2learn 0.2.0 declares dependencies that break numpy 2 (see README):
 	# build it without them; it needs only torch, numpy, scipy, gym and tqdm.
 	$(PIP) install -q -c $(LOCK) --no-deps --use-pep517 \
 		--config-settings="--build-option=build_ext" learn2learn==0.2.0
 	$(PIP) install -q -c $(LOCK) --no-deps gym==0.26.2
 	$(BIN)/python -c "import learn2learn, metalearn; print('learn2learn', learn2learn.__version__)"
+	$(BIN)/python -c "import metaworld, mujoco; print('mujoco', mujoco.__version__)"
 	@touch $(STAMP)
 
 book: $(STAMP)
@@ -35,26 +36,36 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests chapters benchmarks
 
 # Unit tests, then every notebook executed in the `smoke` profile (nbval), in
-# one pytest run, then the book build in which a warning is an error. The
+# one pytest run, then the book build in which a warning is an error, then every
+# built page opened offline in headless Chromium (tests/browser). The
 # smoke workloads are tiny: one thread each avoids oversubscribing small CI
 # machines (two torch processes with two threads each on two cores run up to
 # 50x slower).
 test: lint
-	OMP_NUM_THREADS=1 METALEARN_PROFILE=smoke MPLBACKEND=Agg \
-		$(BIN)/python -m pytest tests chapters --nbval-lax --nbval-current-env
+	OMP_NUM_THREADS=1 METALEARN_PROFILE=smoke MPLBACKEND=Agg METALEARN_PROGRESS=0 \
+		$(BIN)/python -m pytest tests chapters --ignore=tests/browser \
+		--nbval-lax --nbval-current-env
 	$(MAKE) --no-print-directory book
+	$(BIN)/python -m pytest tests/browser -q
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 # Re-execute every chapter in place with PROFILE (default short) to refresh the
-# outputs stored in the notebooks, which is what the book shows. MPLBACKEND is
-# unset because a non-inline backend (e.g. Agg) would store no figures.
+# outputs stored in the notebooks, which is what the book shows. The chapters run
+# in the order of the table of contents, so later chapters load the models earlier
+# ones trained (metalearn.zoo); NB=chapters/x.ipynb runs one. MPLBACKEND is unset
+# because a non-inline backend (e.g. Agg) would store no figures; progress bars
+# are off (METALEARN_PROGRESS=0): a stored notebook keeps summaries.
+TOC_NOTEBOOKS = $(shell $(BIN)/python -c "import yaml; toc = yaml.safe_load(open('_toc.yml')); print(' '.join(c['file'] + '.ipynb' for p in toc['parts'] for c in p['chapters'] if c['file'].startswith('chapters/')))" 2>/dev/null)
+NB ?= $(TOC_NOTEBOOKS)
+
 notebooks: $(STAMP)
-	for nb in chapters/*.ipynb; do \
+	for nb in $(NB); do \
 		echo "== $$nb (profile $(PROFILE))"; \
-		env -u MPLBACKEND METALEARN_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook \
-			--execute --inplace --ExecutePreprocessor.timeout=-1 "$$nb"; \
+		env -u MPLBACKEND METALEARN_PROFILE=$(PROFILE) METALEARN_PROGRESS=0 \
+			$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=-1 "$$nb"; \
 	done
 
 clean:

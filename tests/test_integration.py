@@ -8,6 +8,8 @@ exact resume).
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -61,6 +63,7 @@ def build(method: str, images: torch.Tensor):
 def crashing(step, at: int):
     calls = {"n": 0}
 
+    @functools.wraps(step)  # keeps step.identity (the run's checkpoint identity)
     def wrapped(generator):
         calls["n"] += 1
         if calls["n"] == at:

@@ -56,9 +56,9 @@ def test_records_profile_device_and_wall_time(path):
     text = "\n".join(text_of(o) for c in code_cells(load(path)) for o in c["outputs"])
     profile = re.search(r"profile : (\w+)", text)
     assert profile, f"{path.name}: no run header (metalearn.runtime.start_run)"
-    assert profile.group(1) in {"short", "paper"}, (
+    assert profile.group(1) in {"short", "gpu", "paper"}, (
         f"{path.name}: stored outputs come from the {profile.group(1)} profile; "
-        "refresh them with `make notebooks` (PROFILE=short or paper)."
+        "refresh them with `make notebooks` (PROFILE=short, gpu or paper)."
     )
     assert "device  :" in text and "seed    :" in text
     assert re.search(r"wall time: [\d.]+ s", text), f"{path.name}: no wall time"
@@ -95,3 +95,46 @@ def test_every_shown_figure_is_stored(path):
         f"{path.name}: cells {missing} call plt.show() but store no image; "
         "execute the notebook without MPLBACKEND set (`make notebooks`)."
     )
+
+
+def rendered_lines(cell: dict) -> list[str]:
+    """The non-blank lines a cell's stored text renders to (``\r`` breaks too)."""
+    text = "".join(text_of(o) for o in cell["outputs"]
+                   if not ("data" in o and "image/png" in o["data"]))
+    return [line for line in re.split(r"[\r\n]+", text) if line.strip()]
+
+
+MAX_OUTPUT_LINES = 40
+PROGRESS_BAR = re.compile(r"\d(it/s|s/it)\b|\d+%\|")  # tqdm's rate or its bar
+MAX_VISIBLE_CODE_LINES = 25
+MAX_CODE_WIDTH = 88
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_outputs_are_summaries_not_progress_bars(path):
+    """No cell stores more than 40 rendered lines, and none stores a progress bar."""
+    for index, cell in enumerate(code_cells(load(path))):
+        lines = rendered_lines(cell)
+        assert len(lines) <= MAX_OUTPUT_LINES, (
+            f"{path.name}: code cell {index + 1} stores {len(lines)} rendered lines "
+            f"(at most {MAX_OUTPUT_LINES}); print a summary instead."
+        )
+        bars = [line for line in lines if PROGRESS_BAR.search(line)]
+        assert not bars, f"{path.name}: code cell {index + 1} stores a progress bar"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_visible_code_fits_one_screen_and_the_page(path):
+    """Code a reader sees: <= 25 lines, <= 88 characters (else tag it hide-input)."""
+    for index, cell in enumerate(code_cells(load(path))):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "hide-input" in tags or "remove-input" in tags or "remove-cell" in tags:
+            continue
+        lines = "".join(cell["source"]).splitlines()
+        assert len(lines) <= MAX_VISIBLE_CODE_LINES, (
+            f"{path.name}: code cell {index + 1} shows {len(lines)} lines of code "
+            f"(at most {MAX_VISIBLE_CODE_LINES}): move plumbing into the library or "
+            "tag the cell hide-input."
+        )
+        wide = [line for line in lines if len(line) > MAX_CODE_WIDTH]
+        assert not wide, f"{path.name}: code cell {index + 1} has a line wider than 88"

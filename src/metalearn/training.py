@@ -223,7 +223,8 @@ def run_identity(experiment: Any, step: StepFn) -> dict[str, Any] | None:
     ``step.identity``, if the step function carries one, is the plain dict of
     hyperparameters its maker recorded (e.g. ``make_maml_step`` records
     ``inner_lr``, ``steps``, ``first_order``, ...). Both are stored in the
-    checkpoint and compared on resume.
+    checkpoint and compared on resume. A function that wraps a step should
+    keep it: ``functools.wraps(step)`` copies ``identity`` with the rest.
     """
     identity = experiment_to_dict(experiment)
     step_identity = getattr(step, "identity", None)
