@@ -18,13 +18,14 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c $(LOCK) -e ".[dev]"
+	$(PIP) install -q -c $(LOCK) -e ".[dev,metaworld]"
 	# learn2learn 0.2.0 declares dependencies that break numpy 2 (see README):
 	# build it without them; it needs only torch, numpy, scipy, gym and tqdm.
 	$(PIP) install -q -c $(LOCK) --no-deps --use-pep517 \
 		--config-settings="--build-option=build_ext" learn2learn==0.2.0
 	$(PIP) install -q -c $(LOCK) --no-deps gym==0.26.2
 	$(BIN)/python -c "import learn2learn, metalearn; print('learn2learn', learn2learn.__version__)"
+	$(BIN)/python -c "import metaworld, mujoco; print('mujoco', mujoco.__version__)"
 	@touch $(STAMP)
 
 book: $(STAMP)
