@@ -216,7 +216,9 @@ def backbone_of(model: Conv4) -> Conv4:
         image_size=model.image_size,
     )
     backbone.features.load_state_dict(model.features.state_dict())
-    weight = model.features[0][0].weight  # the first convolution's filters
+    # The second convolution's filters tell the layout: the first one has a
+    # single input channel, and a [64, 1, 3, 3] tensor is contiguous both ways.
+    weight = model.features[1][0].weight
     layout = (
         torch.channels_last
         if weight.is_contiguous(memory_format=torch.channels_last)
