@@ -18,13 +18,14 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c $(LOCK) -e ".[dev]"
+	$(PIP) install -q -c $(LOCK) -e ".[dev,metaworld]"
 	# learn2learn 0.2.0 declares dependencies that break numpy 2 (see README):
 	# build it without them; it needs only torch, numpy, scipy, gym and tqdm.
 	$(PIP) install -q -c $(LOCK) --no-deps --use-pep517 \
 		--config-settings="--build-option=build_ext" learn2learn==0.2.0
 	$(PIP) install -q -c $(LOCK) --no-deps gym==0.26.2
 	$(BIN)/python -c "import learn2learn, metalearn; print('learn2learn', learn2learn.__version__)"
+	$(BIN)/python -c "import metaworld, mujoco; print('mujoco', mujoco.__version__)"
 	@touch $(STAMP)
 
 book: $(STAMP)
@@ -35,15 +36,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests chapters benchmarks
 
 # Unit tests, then every notebook executed in the `smoke` profile (nbval), in
-# one pytest run, then the `paper` and `gpu` dry runs, then the book build in
-# which a warning is an error. The smoke workloads are tiny: one thread each
-# avoids oversubscribing small CI machines (two torch processes with two threads
-# each on two cores run up to 50x slower).
+# one pytest run, then the `paper` and `gpu` dry runs (make dryrun), then the book
+# build in which a warning is an error, then every built page opened offline in
+# headless Chromium (tests/browser). The smoke workloads are tiny: one thread
+# each avoids oversubscribing small CI machines (two torch processes with two
+# threads each on two cores run up to 50x slower).
 test: lint
-	OMP_NUM_THREADS=1 METALEARN_PROFILE=smoke MPLBACKEND=Agg \
-		$(BIN)/python -m pytest tests chapters --nbval-lax --nbval-current-env
+	OMP_NUM_THREADS=1 METALEARN_PROFILE=smoke MPLBACKEND=Agg METALEARN_PROGRESS=0 \
+		$(BIN)/python -m pytest tests chapters --ignore=tests/browser \
+		--nbval-lax --nbval-current-env
 	$(MAKE) --no-print-directory dryrun
 	$(MAKE) --no-print-directory book
+	$(BIN)/python -m pytest tests/browser -q
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests

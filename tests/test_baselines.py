@@ -74,7 +74,7 @@ def test_logistic_regression_reaches_the_penalised_optimum():
 
 def test_logistic_regression_bad_arguments():
     episode = make_episode()
-    with pytest.raises(ValueError, match="l2 must be positive"):
+    with pytest.raises(ValueError, match="l2 must be a finite positive number"):
         baselines.logistic_regression(episode, l2=0.0)
     with pytest.raises(ValueError, match="max_iter must be positive"):
         baselines.logistic_regression(episode, max_iter=0)

@@ -13,13 +13,19 @@ import torch
 from torch import nn
 
 from metalearn.checkpoint import (
+    FORMAT_VERSION,
     capture_rng_state,
     checkpoint_path,
+    content_hash,
     describe_model,
+    describe_optimiser,
+    describe_scheduler,
+    describe_tensor,
     experiment_to_dict,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
+    step_identity,
 )
 from metalearn.training import TrainConfig, train
 
@@ -148,7 +154,7 @@ def test_different_experiment_is_refused_and_model_untouched(tmp_path):
     ("change", "pattern"),
     [
         ({"hidden": 16}, r"'0\.weight': \[8, 2\].* are \{.*'0\.weight': \[16, 2\]"),
-        ({"lr": 0.01}, r"initial_lr': \[0\.1\].*\[0\.01\]"),
+        ({"lr": 0.01}, r"optimiser: param_groups\.0\.lr: 0\.1 -> 0\.01\. "),
         ({"seed": 1}, r"seed 0 but this run has seed 1"),
         ({"experiment": {"ways": 5}}, r"experiment \{'meta_lr': 0\.001, 'shots'"),
         ({"steps": 2}, r"at step 4 but this run has steps=2"),
@@ -274,3 +280,216 @@ def test_describe_model():
         "class": "Linear",
         "parameters": {"weight": [2, 3], "bias": [2]},
     }
+
+
+# --- integrity: the content hash ---
+
+
+def test_content_hash_is_stored_and_every_byte_counts(tmp_path):
+    model = fit(tmp_path)
+    path = checkpoint_path(tmp_path)
+    raw = torch.load(path, weights_only=True)
+    stored = raw.pop("sha256")
+    assert stored == content_hash(raw) and len(stored) == 64
+    loaded = load_checkpoint(path)
+    assert "sha256" not in loaded and loaded["step"] == 4
+    # One changed weight, one changed float in the history, one changed int:
+    for change in (
+        lambda c: c["model"]["0.weight"].view(-1)[3].add_(1e-7),
+        lambda c: c["history"]["train"]["loss"].__setitem__(0, 0.5),
+        lambda c: c.__setitem__("step", 5),
+    ):
+        copy = torch.load(path, weights_only=True)
+        copy.pop("sha256")
+        change(copy)
+        assert content_hash(copy) != stored
+    # Equal content gives an equal hash: tuples and lists, the order of keys.
+    assert content_hash({"a": (1, 2.0), "b": None}) == content_hash(
+        {"b": None, "a": [1, 2.0]}
+    )
+    assert content_hash([1]) != content_hash([1.0]) != content_hash([True])
+    assert content_hash(torch.zeros(2)) != content_hash(torch.zeros(2).double())
+    assert isinstance(model, nn.Module)
+
+
+def test_a_bit_flip_in_the_weights_is_refused(tmp_path):
+    model = fit(tmp_path)
+    path = checkpoint_path(tmp_path)
+    data = bytearray(path.read_bytes())
+    where = bytes(data).find(model[0].weight.detach().numpy().tobytes())
+    assert where > 0
+    data[where + 3] ^= 0x40
+    path.write_bytes(bytes(data))
+    assert not torch.equal(  # torch.load alone would hand back the wrong weight
+        torch.load(path, weights_only=True)["model"]["0.weight"], model[0].weight
+    )
+    with pytest.raises(ValueError, match=r"is corrupted.*Restore it from a backup"):
+        load_checkpoint(path)
+
+
+def test_old_formats_and_missing_entries_are_refused(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"format": 1, "step": 3}, path)
+    with pytest.raises(ValueError, match="format 1, this version of metalearn reads"):
+        load_checkpoint(path)
+    save_checkpoint(path, {"format": FORMAT_VERSION, "step": 3})
+    with pytest.raises(ValueError, match=r"lacks the entries \['eval_pending'"):
+        load_checkpoint(path)
+
+
+# --- identity: optimiser and scheduler ---
+
+
+def test_optimiser_description_has_every_hyperparameter_of_every_group():
+    first, second = nn.Linear(2, 2), nn.Linear(2, 1)
+    optimiser = torch.optim.Adam(
+        [{"params": first.parameters()}, {"params": second.parameters(), "lr": 0.5}],
+        lr=0.1,
+        betas=(0.8, 0.9),
+        weight_decay=1e-3,
+    )
+    groups = describe_optimiser(optimiser)["param_groups"]
+    assert [g["params"] for g in groups] == [2, 2]
+    assert [g["lr"] for g in groups] == [0.1, 0.5]
+    assert groups[0]["betas"] == [0.8, 0.9] and groups[0]["weight_decay"] == 1e-3
+    assert set(groups[0]) >= {"amsgrad", "eps", "maximize", "foreach"}
+    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, 1, gamma=0.1)
+    for _ in range(2):  # the scheduler lowers lr; the description keeps the start
+        optimiser.step()
+        scheduler.step()
+    assert optimiser.param_groups[1]["lr"] == pytest.approx(0.005)
+    assert describe_optimiser(optimiser)["param_groups"][1]["lr"] == 0.5
+
+
+def test_scheduler_description_is_its_settings_not_its_progress():
+    model = nn.Linear(2, 1)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=3, gamma=0.5)
+    before = describe_scheduler(scheduler)
+    assert before == {
+        "class": "StepLR",
+        "step_size": 3,
+        "gamma": 0.5,
+        "base_lrs": [0.1],
+    }
+    for _ in range(4):
+        optimiser.step()
+        scheduler.step()
+    assert describe_scheduler(scheduler) == before
+    assert describe_scheduler(None) is None
+    sequential = torch.optim.lr_scheduler.SequentialLR(
+        optimiser,
+        [
+            torch.optim.lr_scheduler.LinearLR(optimiser, 0.5, total_iters=2),
+            torch.optim.lr_scheduler.ExponentialLR(optimiser, 0.9),
+        ],
+        milestones=[2],
+    )
+    described = describe_scheduler(sequential)
+    assert described["milestones"] == [2]
+    assert described["schedulers"][1]["gamma"] == 0.9
+
+
+def train_with(directory, steps, optimiser_kind="sgd", schedule="step", **options):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    if optimiser_kind == "sgd":
+        optimiser = torch.optim.SGD(
+            model.parameters(), lr=0.1, momentum=options.get("momentum", 0.9)
+        )
+    else:
+        optimiser = torch.optim.Adam(
+            model.parameters(), lr=0.01, betas=options.get("betas", (0.9, 0.999))
+        )
+    schedulers = {
+        "step": lambda: torch.optim.lr_scheduler.StepLR(
+            optimiser, options.get("step_size", 2), options.get("gamma", 0.5)
+        ),
+        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimiser, options.get("t_max", 8)
+        ),
+        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, 0.5, total_steps=8
+        ),
+        "exponential": lambda: torch.optim.lr_scheduler.ExponentialLR(optimiser, 0.9),
+    }
+    scheduler = schedulers[schedule]()
+    config = TrainConfig(steps=steps, checkpoint_every=2, checkpoint_dir=str(directory))
+    train(
+        model,
+        optimiser,
+        make_step(model),
+        config,
+        scheduler=scheduler,
+        experiment=Experiment(),
+        progress=False,
+    )
+    return model
+
+
+@pytest.mark.parametrize(
+    ("optimiser_kind", "schedule"),
+    [("sgd", "step"), ("adam", "cosine"), ("sgd", "onecycle")],
+)
+def test_resume_with_unchanged_settings_is_not_refused(
+    tmp_path, optimiser_kind, schedule
+):
+    """Settings that a scheduler drives (lr, cycled momentum) are not a change."""
+    train_with(tmp_path / "a", 4, optimiser_kind, schedule)
+    resumed = train_with(tmp_path / "a", 8, optimiser_kind, schedule)
+    straight = train_with(tmp_path / "b", 8, optimiser_kind, schedule)
+    for a, b in zip(resumed.parameters(), straight.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"momentum": 0.5}, r"optimiser: param_groups\.0\.momentum: 0\.9 -> 0\.5"),
+        (
+            {"optimiser_kind": "adam", "betas": (0.5, 0.999)},
+            r"param_groups\.0\.betas\.0: 0\.9 -> 0\.5",
+        ),
+        ({"step_size": 3}, r"scheduler: step_size: 2 -> 3\. Resuming would"),
+        ({"gamma": 0.1}, r"scheduler: gamma: 0\.5 -> 0\.1"),
+        ({"schedule": "exponential"}, r"scheduler: class: 'StepLR' -> 'ExponentialLR'"),
+        (
+            {"schedule": "cosine", "t_max": 16, "reference": "cosine"},
+            r"T_max: 8 -> 16",
+        ),
+    ],
+    ids=["momentum", "betas", "step-size", "gamma", "scheduler-class", "t-max"],
+)
+def test_changed_optimiser_or_scheduler_settings_are_refused(tmp_path, change, pattern):
+    change = dict(change)
+    reference = change.pop("reference", "step")
+    kind = change.get("optimiser_kind", "sgd")
+    first = {"optimiser_kind": kind, "schedule": reference}
+    train_with(tmp_path, 4, **first)
+    with pytest.raises(ValueError, match=pattern) as error:
+        train_with(tmp_path, 8, **{**first, **change})
+    assert "another checkpoint_dir" in str(error.value)
+
+
+def test_step_identity():
+    def step(generator):
+        return torch.zeros(()), {}
+
+    assert step_identity(step) is None
+    step.identity = {"method": "x", "shots": (1, 5), "images": Path("/data")}
+    assert step_identity(step) == {"method": "x", "shots": [1, 5], "images": "/data"}
+    step.identity = ["shots", 1]
+    with pytest.raises(TypeError, match="step.identity must be a dict"):
+        step_identity(step)
+
+
+def test_describe_tensor_is_a_content_fingerprint():
+    images = torch.randint(0, 256, (4, 3, 1, 5, 5), dtype=torch.uint8)
+    described = describe_tensor(images)
+    assert described["shape"] == [4, 3, 1, 5, 5] and described["dtype"] == "torch.uint8"
+    assert describe_tensor(images.clone()) == described
+    other = images.clone()
+    other[3, 2, 0, 4, 4] ^= 1
+    assert describe_tensor(other)["sha256"] != described["sha256"]
+    assert describe_tensor(images[:, :, :, :, :])["sha256"] == described["sha256"]
+    assert describe_tensor(images.to("meta"))["sha256"] == "meta"

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalearn import distributed, maml, protonet, reptile
-from metalearn.checkpoint import make_checkpoint
+from metalearn.checkpoint import make_checkpoint, save_checkpoint
 from metalearn.episodes import EpisodeBatch, sample_episode, sample_episodes
 from metalearn.models import Conv4
 from metalearn.training import TrainConfig, run_identity, train
@@ -339,7 +339,7 @@ def test_a_checkpoint_of_two_processes_is_not_resumed_by_one(tmp_path):
     assert checkpoint["world_size"] == 2
     folder = tmp_path / "run"
     folder.mkdir()
-    torch.save(checkpoint, folder / "last.pt")
+    save_checkpoint(folder / "last.pt", checkpoint)
     with pytest.raises(ValueError, match="run of 2 process"):
         train(model, optimiser, step, TrainConfig(steps=2, seed=SEED,
                                                   checkpoint_dir=str(folder)),

@@ -1,9 +1,15 @@
+import dataclasses
+
 import pytest
 import torch
 
+from metalearn import episodes as episodes_module
 from metalearn.episodes import (
     Episode,
     FixedEpisodes,
+    check_episode,
+    check_episode_batch,
+    episode_sampler,
     sample_episode,
     sample_episodes,
 )
@@ -130,3 +136,72 @@ def test_bad_images():
         sample_episode([[0]], 5, 1, 1)
     with pytest.raises(ValueError, match="tasks must be positive"):
         sample_episodes(torch.zeros(5, 4, 1, 2, 2), 0, 2, 1, 1)
+
+
+# --- what the samplers accept, and when they check it --------------------------------
+
+
+def test_float_images_are_used_as_given(images):
+    floats = images.float() / 255
+    a = sample_episode(images, 4, 2, 3, torch.Generator().manual_seed(5))
+    b = sample_episode(floats, 4, 2, 3, torch.Generator().manual_seed(5))
+    assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
+    standardised = (floats - floats.mean()) / floats.std()  # negative values too
+    c = sample_episode(standardised, 4, 2, 3, torch.Generator().manual_seed(5))
+    assert c.support_x.min() < 0
+
+
+def test_unscaled_float_images_are_refused_with_the_fix(images):
+    with pytest.raises(ValueError, match=r"images\.to\(torch\.uint8\).*images / 255"):
+        sample_episode(images.float(), 4, 2, 3)
+
+
+def test_a_sampler_checks_the_images_once(images, monkeypatch):
+    calls = []
+    real = episodes_module.check_images
+    monkeypatch.setattr(
+        episodes_module,
+        "check_images",
+        lambda *a, **k: calls.append(1) or real(*a, **k),
+    )
+    sample = episode_sampler(images.float() / 255, tasks=2, ways=3, shots=1, queries=2)
+    fixed = FixedEpisodes(images, 5, 3, 1, 2, seed=0)
+    built = len(calls)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        sample(generator)
+    list(fixed)
+    assert built == 2 and len(calls) == built  # no check at each draw
+
+
+def test_check_episode(images):
+    episode = sample_episode(images, 3, 2, 2, torch.Generator().manual_seed(0))
+    assert check_episode(episode) is episode
+    bad = [
+        (dataclasses.replace(episode, support_y=episode.support_y + 1), "outside 0..2"),
+        (dataclasses.replace(episode, query_y=episode.query_y[:-1]), "has 5 labels"),
+        (
+            dataclasses.replace(episode, query_x=episode.query_x[..., :2]),
+            "different example shapes",
+        ),
+        (dataclasses.replace(episode, classes=torch.zeros(0)), "non-empty 1-D"),
+    ]
+    for value, pattern in bad:
+        with pytest.raises(ValueError, match=pattern):
+            check_episode(value)
+    with pytest.raises(TypeError, match="EpisodeBatch of 2 tasks"):
+        check_episode(sample_episodes(images, 2, 3, 1, 1))
+    with pytest.raises(TypeError, match="floating-point"):
+        check_episode(dataclasses.replace(episode, support_x=images[0, :6]))
+
+
+def test_check_episode_batch(images):
+    batch = sample_episodes(images, 2, 3, 1, 2, torch.Generator().manual_seed(0))
+    assert check_episode_batch(batch) is batch
+    with pytest.raises(TypeError, match="got a single Episode"):
+        check_episode_batch(batch[0])
+    wrong = dataclasses.replace(batch, query_y=batch.query_y[:, :-1])
+    with pytest.raises(ValueError, match=r"query_x \(2, 6, 1, 4, 4\) and"):
+        check_episode_batch(wrong)
+    with pytest.raises(ValueError, match=r"labels \[3\] outside 0..2"):
+        check_episode_batch(dataclasses.replace(batch, support_y=batch.support_y + 1))

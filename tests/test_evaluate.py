@@ -63,3 +63,29 @@ def test_fixed_test_episodes_follow_the_profile(omniglot_data):
     assert len(a) == profile.eval_episodes
     assert a.queries == profile.eval_queries
     assert torch.equal(a.index.classes, b.index.classes)
+
+
+def test_accuracy_checks_what_it_compares():
+    targets = torch.tensor([0, 1, 2, 2])
+    scores = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 2]), 3).float()
+    assert accuracy(scores, targets, ways=3) == 0.75
+    with pytest.raises(ValueError, match="5 columns but the episode is 3-way"):
+        accuracy(torch.zeros(4, 5), targets, ways=3)
+    with pytest.raises(ValueError, match=r"predictions holds labels \[7\]"):
+        accuracy(torch.tensor([0, 1, 2, 7]), targets, ways=3)
+    with pytest.raises(ValueError, match=r"targets holds labels \[2\] outside 0..1"):
+        accuracy(torch.zeros(4, 2), targets)  # 2-column scores, labels up to 2
+    with pytest.raises(ValueError, match="NaN"):
+        accuracy(torch.full((4, 3), float("nan")), targets)
+    with pytest.raises(ValueError, match="non-empty"):
+        accuracy(torch.zeros(0).long(), torch.zeros(0).long())
+
+
+def test_evaluate_refuses_a_model_built_for_other_ways(omniglot_data):
+    episodes = FixedEpisodes(omniglot_data.split("test"), 3, 5, 1, 3, seed=0)
+    with pytest.raises(ValueError, match="episode 0: .*20 columns but .* 5-way"):
+        evaluate(lambda e: torch.zeros(15, 20), episodes, progress=False)
+    with pytest.raises(TypeError, match="must return a tensor"):
+        evaluate(lambda e: e.query_y.tolist(), episodes, progress=False)
+    one = evaluate(lambda e: e.query_y, [episodes[0]], progress=False)
+    assert one.mean == 1.0 and math.isnan(one.ci95)  # one episode: no spread

@@ -1,10 +1,12 @@
 import shutil
+import zipfile
 
 import pytest
 import torch
 from conftest import omniglot_root
 
 from metalearn.data import lake_runs
+from metalearn.data.lake_runs import parse_class_labels
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +59,55 @@ def test_missing_and_corrupt_archive(tmp_path):
     shutil.rmtree(tmp_path / "omniglot")
     with pytest.raises(ValueError, match="image_size"):
         lake_runs(tmp_path, image_size=2)
+
+
+def _labels_text(run: int = 1) -> str:
+    with zipfile.ZipFile(omniglot_root() / "omniglot" / "all_runs.zip") as archive:
+        return archive.read(f"run{run:02d}/class_labels.txt").decode()
+
+
+def test_parse_class_labels_matches_the_loaded_runs(runs):
+    for run in (1, 7, 20):
+        labels = parse_class_labels(_labels_text(run), run)
+        assert torch.equal(labels, runs[run - 1].test_labels)
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda lines: [lines[0], *lines], "test item 01 is listed twice"),
+        (
+            lambda lines: [lines[0], lines[0], *lines[2:]],
+            "test item 01 is listed twice",
+        ),
+        (
+            lambda lines: [lines[0].replace("item01", "item21"), *lines[1:]],
+            "outside 01..20",
+        ),
+        (
+            lambda lines: [
+                lines[0],
+                lines[1].replace(lines[1][-11:], lines[0][-11:]),
+                *lines[2:],
+            ],
+            "training class 08 is listed twice",
+        ),
+        (lambda lines: lines[1:], r"has 19 lines, expected 20; test items \[1\]"),
+        (lambda lines: [*lines[:-1], "run01/test/item20.png"], "cannot read the line"),
+        (
+            lambda lines: [lines[0].replace("run01", "run02", 1), *lines[1:]],
+            "cannot read",
+        ),
+    ],
+    ids=["extra", "duplicate", "range", "class-twice", "missing", "garbled", "run"],
+)
+def test_bad_label_files_are_refused(edit, pattern):
+    lines = _labels_text(1).strip().splitlines()
+    with pytest.raises(ValueError, match=pattern):
+        parse_class_labels("\n".join(edit(lines)), 1)
+
+
+def test_a_label_line_of_another_run_is_refused():
+    lines = _labels_text(2).strip().splitlines()
+    with pytest.raises(ValueError, match="belongs to run 2"):
+        parse_class_labels("\n".join(lines), 1)

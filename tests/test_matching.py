@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from conftest import as_double, tiny_embedding, toy_episode, toy_images
 from torch import nn
 
+from metalearn.checkpoint import describe_tensor
 from metalearn.episodes import Episode, FixedEpisodes, sample_episode
 from metalearn.evaluate import accuracy, evaluate
 from metalearn.matching import (
@@ -23,6 +24,7 @@ from metalearn.matching import (
     similarities,
 )
 from metalearn.protonet import protonet_logits
+from metalearn.training import TrainConfig, train
 
 # --- attention ----------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ def test_bad_inputs_raise():
     z = torch.randn(4, 3)
     with pytest.raises(ValueError, match="similarity must be one of"):
         attention(z, z, similarity="dot")
-    with pytest.raises(ValueError, match="scale must be a positive"):
+    with pytest.raises(ValueError, match="scale must be a finite positive"):
         attention(z, z, scale=0.0)
     with pytest.raises(ValueError, match=r"labels \[5\] outside 0..2"):
         label_log_probs(torch.zeros(2, 4), torch.tensor([0, 1, 2, 5]), 3)
@@ -206,3 +208,33 @@ def test_bad_inputs_raise():
         )
     with pytest.raises(ValueError, match="ways=13 but images hold only 12"):
         make_matching_step(tiny_embedding(), toy_images(), ways=13, shots=1, queries=1)
+
+
+# --- the step's identity (stored in checkpoints) ------------------------------------
+
+
+def test_step_identity_and_a_changed_scale_is_refused_on_resume(tmp_path):
+    images = toy_images()
+    step = make_matching_step(tiny_embedding(), images, ways=4, shots=1, queries=2)
+    assert step.identity == {
+        "method": "matching",
+        "ways": 4,
+        "shots": 1,
+        "queries": 2,
+        "similarity": "cosine",
+        "scale": 1.0,
+        "images": describe_tensor(images),
+    }
+
+    def run(scale):
+        embedding = tiny_embedding()
+        step = make_matching_step(
+            embedding, images, ways=4, shots=1, queries=2, scale=scale
+        )
+        optimiser = torch.optim.Adam(embedding.parameters(), lr=1e-3)
+        config = TrainConfig(steps=2, checkpoint_dir=str(tmp_path))
+        train(embedding, optimiser, step, config, progress=False)
+
+    run(1.0)
+    with pytest.raises(ValueError, match=r"step\.scale: 1\.0 -> 10\.0"):
+        run(10.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -130,3 +132,19 @@ def test_mlp_shapes_and_size():
 def test_mlp_rejects_bad_inputs(shape):
     with pytest.raises(ValueError, match=r"MLP expects inputs \[B, 1\]"):
         MLP()(torch.zeros(shape))
+
+
+@pytest.mark.parametrize(
+    ("make", "x", "words"),
+    [
+        (lambda: Conv4(1, 5, hidden=4, image_size=16),
+         torch.zeros(2, 1, 16, 16, dtype=torch.uint8), "x.float() / 255"),
+        (lambda: Conv4(1, 5, hidden=4, image_size=16),
+         torch.zeros(2, 1, 16, 16, dtype=torch.float64), "float64"),
+        (lambda: MLP(), torch.zeros(3, 1, dtype=torch.int64), "floating-point"),
+        (lambda: MLP(), torch.zeros(3, 1, dtype=torch.float64), "model.to"),
+    ],
+)
+def test_inputs_of_the_wrong_dtype_are_named(make, x, words):
+    with pytest.raises(TypeError, match=re.escape(words)):
+        make()(x)

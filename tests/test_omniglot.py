@@ -1,8 +1,11 @@
 import io
+import os
 import shutil
+import sys
 import time
 import urllib.error
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +14,7 @@ from PIL import Image
 
 from metalearn.data import omniglot, rotate_classes
 from metalearn.data.download import atomic_write, download, md5sum
-from metalearn.data.omniglot import ARCHIVES
+from metalearn.data.omniglot import ARCHIVES, _cache_hash, _cache_problem, _load_cache
 
 
 def test_shape_dtype_order(omniglot_data):
@@ -213,3 +216,107 @@ def test_two_processes_building_the_cache_at_once(tmp_path, omniglot_data):
     ]  # no temporary files left
     reloaded = omniglot(omniglot_root(), download=False, cache=cache)
     assert torch.equal(reloaded.images, omniglot_data.images)
+
+
+# --- cache integrity --------------------------------------------------------------
+
+
+def _cache_file(omniglot_cache):
+    (path,) = omniglot_cache.glob("omniglot-28px-*.pt")
+    return path
+
+
+def test_the_cache_holds_a_hash_and_a_good_cache_is_used(omniglot_data, omniglot_cache):
+    payload = torch.load(_cache_file(omniglot_cache), weights_only=True)
+    assert len(payload["sha256"]) == 64 and payload["image_size"] == 28
+    assert _load_cache(_cache_file(omniglot_cache), 28) is not None
+    assert _load_cache(_cache_file(omniglot_cache), 32) is None  # another size
+
+
+def test_a_flipped_byte_in_the_cache_is_detected(
+    omniglot_data, omniglot_cache, tmp_path
+):
+    damaged = tmp_path / _cache_file(omniglot_cache).name
+    data = bytearray(_cache_file(omniglot_cache).read_bytes())
+    stroke = omniglot_data.images[0, 0, 0].numpy().tobytes()  # a 28x28 image
+    where = bytes(data).find(stroke)
+    assert where > 0
+    data[where + 300] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    loaded = torch.load(damaged, weights_only=True)  # torch does not notice
+    assert not torch.equal(loaded["images"], omniglot_data.images)
+    assert _load_cache(damaged, 28) is None
+
+
+def test_a_cache_of_the_right_format_but_wrong_shape_is_refused(tmp_path):
+    images = torch.zeros(1200, 20, 1, 28, 28, dtype=torch.uint8)  # no test split
+    payload = {
+        "format": 2,
+        "image_size": 28,
+        "images": images,
+        "character_ids": torch.arange(1, 1624),
+        "alphabets": ["a"] * 1623,
+    }
+    payload["sha256"] = _cache_hash(payload)  # consistent with its content
+    path = tmp_path / "cache.pt"
+    torch.save(payload, path)
+    assert "shape (1200, 20, 1, 28, 28)" in _cache_problem(payload, 28)
+    assert _load_cache(path, 28) is None
+    torch.save({**payload, "format": 1}, path)
+    assert _load_cache(path, 28) is None
+    path.write_bytes(b"not a torch file")
+    assert _load_cache(path, 28) is None
+
+
+def test_a_damaged_cache_is_rebuilt(omniglot_cache, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / _cache_file(omniglot_cache).name
+    target.write_bytes(_cache_file(omniglot_cache).read_bytes()[:-100])  # truncated
+
+    class Rebuilt(Exception):
+        pass
+
+    def rebuild(*args):
+        raise Rebuilt
+
+    module = sys.modules["metalearn.data.omniglot"]  # the package exports a function
+    monkeypatch.setattr(module, "_build", rebuild)
+    with pytest.raises(Rebuilt):
+        omniglot(omniglot_root(), download=False, cache=cache)
+    target.write_bytes(_cache_file(omniglot_cache).read_bytes())  # intact again
+    assert (
+        omniglot(omniglot_root(), download=False, cache=cache).images.shape[0] == 1623
+    )
+
+
+# --- durable atomic writes ----------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="names open files through /proc (Linux)"
+)
+def test_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after(
+    tmp_path, monkeypatch
+):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        target = os.readlink(f"/proc/self/fd/{descriptor}")
+        events.append(("fsync", Path(target).name))
+        real_fsync(descriptor)
+
+    def replace(source, destination):
+        events.append(("replace", Path(source).name, Path(destination).name))
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "result.bin"
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"complete"))
+    assert target.read_bytes() == b"complete"
+    (first, second, third) = events
+    assert first[0] == "fsync" and first[1].startswith(".result.bin.")
+    assert second[0] == "replace" and second[1] == first[1] and second[2] == target.name
+    assert third == ("fsync", tmp_path.name)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -81,3 +83,33 @@ def test_validation_curves_against_time_and_steps():
     assert list(ax.get_lines()[0].get_xdata()) == [5, 10]
     with pytest.raises(ValueError, match="no evaluation metric 'acc_5shot'"):
         plots.plot_validation_curves({"MAML": run}, "acc_5shot")
+
+
+def test_show_episode_with_unequal_shots_draws_every_example():
+    images = torch.randint(0, 256, (10, 6, 1, 8, 8), dtype=torch.uint8)
+    episode = sample_episode(images, 3, 3, 2, torch.Generator().manual_seed(0))
+    keep = torch.tensor([True, True, True, True, False, False, True, True, True])
+    uneven = dataclasses.replace(
+        episode,
+        support_x=episode.support_x[keep],
+        support_y=episode.support_y[keep],
+    )  # 3, 1 and 3 support examples
+    fig = plots.show_episode(uneven)
+    assert "3-way 1- to 3-shot" in fig._suptitle.get_text()
+    drawn = [ax for ax in fig.get_axes() if ax.get_images()]
+    assert len(drawn) == 7 + 3 * 2  # every support image and every query
+    plt.close(fig)
+
+
+def test_results_table_refuses_what_it_would_misprint():
+    table = plots.ResultsTable(("5-way 1-shot",))  # any sequence of names
+    assert table.settings == ["5-way 1-shot"]
+    with pytest.raises(TypeError, match=r"for one setting write \['5w1s'\]"):
+        plots.ResultsTable("5w1s")
+    with pytest.raises(ValueError, match="write 98.7"):
+        table.add("m", {}, paper={"5-way 1-shot": 0.987})
+    with pytest.raises(ValueError, match=r"Unknown settings \['5w5s'\] in paper"):
+        table.add("m", {}, paper={"5w5s": 99.0})
+    with pytest.raises(TypeError, match="must be an Accuracy"):
+        table.add("m", {"5-way 1-shot": 0.95})
+    assert table.rows == []  # nothing half-added

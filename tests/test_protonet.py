@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from conftest import tiny_embedding, toy_episode, toy_images
 from torch import nn
 
+from metalearn.checkpoint import describe_tensor
 from metalearn.episodes import Episode, FixedEpisodes
 from metalearn.evaluate import accuracy, evaluate
 from metalearn.protonet import (
@@ -23,6 +24,7 @@ from metalearn.protonet import (
     prototypes,
     squared_distances,
 )
+from metalearn.training import TrainConfig, train
 
 # --- prototypes -------------------------------------------------------------
 
@@ -274,3 +276,37 @@ def test_bad_options_raise():
         protonet_classifier(tiny_embedding(), distance="manhattan")
     with pytest.raises(ValueError, match="shots \\+ queries"):
         make_protonet_step(tiny_embedding(), toy_images(), ways=5, shots=5, queries=5)
+
+
+# --- the step's identity (stored in checkpoints) ------------------------------------
+
+
+def test_step_identity_names_the_settings_and_the_images():
+    images = toy_images()
+    step = make_protonet_step(tiny_embedding(), images, ways=6, shots=2, queries=3)
+    assert step.identity == {
+        "method": "protonet",
+        "ways": 6,
+        "shots": 2,
+        "queries": 3,
+        "distance": "euclidean",
+        "images": describe_tensor(images),
+    }
+    other = make_protonet_step(tiny_embedding(), images[1:], ways=6, shots=2, queries=3)
+    assert other.identity["images"] != step.identity["images"]
+
+
+def test_resuming_with_other_step_settings_is_refused(tmp_path):
+    def run(**options):
+        embedding = tiny_embedding()
+        settings = {"ways": 5, "shots": 1, "queries": 2, **options}
+        step = make_protonet_step(embedding, toy_images(), **settings)
+        optimiser = torch.optim.Adam(embedding.parameters(), lr=1e-3)
+        config = TrainConfig(steps=2, checkpoint_dir=str(tmp_path))
+        train(embedding, optimiser, step, config, progress=False)
+
+    run()
+    with pytest.raises(ValueError, match=r"step\.shots: 1 -> 5"):
+        run(shots=5)
+    with pytest.raises(ValueError, match=r"step\.distance: 'euclidean' -> 'cosine'"):
+        run(distance="cosine")

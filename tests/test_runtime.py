@@ -29,9 +29,13 @@ def test_seed_everything_reproduces_all_generators():
     assert not torch.equal(draw()[2], first[0][2])
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
-def test_bad_seed(bad):
-    with pytest.raises(ValueError, match="seed"):
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(-1, ValueError), (2**64, ValueError), (1.5, TypeError), ("3", TypeError),
+     (True, TypeError)],
+)
+def test_bad_seed(bad, error):
+    with pytest.raises(error, match="seed must be"):
         seed_everything(bad)
 
 

@@ -11,6 +11,7 @@ import torch
 from conftest import tiny_embedding, toy_images
 from torch import nn
 
+from metalearn.checkpoint import describe_tensor
 from metalearn.episodes import Episode, sample_episode
 from metalearn.evaluate import evaluate
 from metalearn.siamese import (
@@ -21,6 +22,7 @@ from metalearn.siamese import (
     siamese_scores,
     verification_loss,
 )
+from metalearn.training import TrainConfig, train
 
 
 def tiny_siamese(seed: int = 0, dim: int = 16) -> SiameseNetwork:
@@ -222,3 +224,29 @@ def test_bad_inputs_raise():
     missing = dataclasses.replace(episode, support_y=torch.tensor([0, 1, 1]))
     with pytest.raises(ValueError, match=r"class\(es\) \[2\]"):
         siamese_scores(model, missing)
+
+
+# --- the step's identity (stored in checkpoints) ------------------------------------
+
+
+def test_step_identity_and_other_images_are_refused_on_resume(tmp_path):
+    images = toy_images()
+    step = make_siamese_step(tiny_siamese(), images, pairs=8)
+    assert step.identity == {
+        "method": "siamese",
+        "pairs": 8,
+        "images": describe_tensor(images),
+    }
+
+    def run(images, pairs=8):
+        model = tiny_siamese()
+        step = make_siamese_step(model, images, pairs=pairs)
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        config = TrainConfig(steps=2, checkpoint_dir=str(tmp_path))
+        train(model, optimiser, step, config, progress=False)
+
+    run(images)
+    with pytest.raises(ValueError, match=r"step\.pairs: 8 -> 16"):
+        run(images, pairs=16)
+    with pytest.raises(ValueError, match=r"step\.images\.sha256: '[0-9a-f]+' -> '"):
+        run(toy_images(seed=1))  # same shape, other pixels

@@ -103,3 +103,12 @@ def test_rejects_bad_sizes(kwargs, error, match):
 def test_rejects_empty_ranges():
     with pytest.raises(ValueError, match="amplitude"):
         SinusoidDistribution(amplitude=(5.0, 0.1))
+
+
+def test_ranges_must_be_finite_pairs():
+    distribution = SinusoidDistribution(amplitude=[1, 2])
+    assert distribution.amplitude == (1.0, 2.0)  # stored as a tuple of floats
+    with pytest.raises(ValueError, match=r"amplitude range\[1\] must be finite"):
+        SinusoidDistribution(amplitude=(0.1, float("inf")))
+    with pytest.raises(ValueError, match=r"x range\[0\] must be finite"):
+        SinusoidDistribution(x=(float("nan"), 1.0))

@@ -9,3 +9,12 @@ One module per idea: :mod:`~metalearn.profiles` (run budgets),
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # metalearn.FewShotClassifier, imported on first use (it pulls in torch).
+    if name == "FewShotClassifier":
+        from metalearn.classifier import FewShotClassifier
+
+        return FewShotClassifier
+    raise AttributeError(f"module 'metalearn' has no attribute {name!r}")

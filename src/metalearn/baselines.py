@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from metalearn.episodes import Episode
+from metalearn.checks import check_positive_float, check_positive_int
+from metalearn.episodes import Episode, check_episode
 
 
 def nearest_neighbour(episode: Episode) -> torch.Tensor:
@@ -18,7 +19,12 @@ def nearest_neighbour(episode: Episode) -> torch.Tensor:
 
     Returns:
         Predicted query labels ``[N*Q]``: the label of the closest support image.
+
+    Raises:
+        TypeError, ValueError: ``episode`` is not a valid episode
+            (:func:`metalearn.episodes.check_episode`).
     """
+    check_episode(episode)
     support = episode.support_x.flatten(1)  # [N*K, D]
     query = episode.query_x.flatten(1)  # [N*Q, D]
     nearest = torch.cdist(query, support).argmin(dim=1)  # [N*Q]
@@ -41,11 +47,14 @@ def logistic_regression(
 
     Returns:
         Query scores (logits) ``[N*Q, N]``.
+
+    Raises:
+        TypeError, ValueError: ``episode`` is not a valid episode, ``l2`` is
+            not a finite positive number or ``max_iter`` not a positive int.
     """
-    if not l2 > 0:
-        raise ValueError(f"l2 must be positive, got {l2}.")
-    if max_iter <= 0:
-        raise ValueError(f"max_iter must be positive, got {max_iter}.")
+    check_episode(episode)
+    check_positive_float("l2", l2)
+    check_positive_int("max_iter", max_iter)
     x = episode.support_x.flatten(1).double()  # [N*K, D]
     ways = episode.ways
     weight = x.new_zeros(x.shape[1], ways, requires_grad=True)

@@ -7,11 +7,23 @@ generator the run draws from (Python's ``random``, NumPy's global generator,
 torch's CPU and CUDA generators, and the loop's own ``torch.Generator``), the
 experiment config and a description of the model and optimiser.
 
-Two rules keep checkpoints safe:
+Four rules keep checkpoints safe:
 
-* **Atomic.** The file is written under a temporary name beside its final name
-  and renamed only when complete (:func:`metalearn.data.download.atomic_write`),
-  so a run killed while saving leaves the previous checkpoint intact.
+* **Atomic and durable.** The file is written under a temporary name beside
+  its final name, flushed to disk (``fsync``) and renamed only when complete
+  (:func:`metalearn.data.download.atomic_write`), so a run killed while saving
+  (or a machine that loses power) leaves the previous checkpoint intact.
+* **Verified.** A SHA-256 hash of the whole content is stored in the file and
+  checked by :func:`load_checkpoint`; a flipped byte in the weights is refused
+  with the path and the fix, never loaded.
+* **Identified.** The checkpoint records what shapes the run: the model's
+  parameter names and shapes, the optimiser's class and *every* hyperparameter
+  of every parameter group (learning rate, momentum, betas, weight decay, ...),
+  the scheduler's class and hyperparameters (step size, gamma, T_max, ...; not
+  its progress), the experiment config (including the training step's
+  ``identity``, e.g. ways, shots and a fingerprint of the images) and the seed.
+  :func:`check_compatible` refuses to resume a run in which any of these
+  changed, naming what changed and how to start afresh.
 * **Plain data only.** Everything is stored as tensors, dicts, lists, ints,
   floats, strings, booleans and ``None``, so :func:`load_checkpoint` can use
   ``torch.load(..., weights_only=True)``: a checkpoint someone hands you cannot
@@ -25,6 +37,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import math
 import os
 import pickle
 import random
@@ -38,7 +52,23 @@ import torch
 from metalearn.data.download import atomic_write
 
 CHECKPOINT_NAME = "last.pt"  # file name inside a run's checkpoint_dir
-FORMAT_VERSION = 1  # bumped when the layout of a checkpoint changes
+FORMAT_VERSION = 2  # bumped when the layout of a checkpoint changes
+#: What a checkpoint must hold (besides ``format`` and ``sha256``).
+ENTRIES = (
+    "step",
+    "eval_pending",
+    "model",
+    "optimiser",
+    "scheduler",
+    "history",
+    "rng",
+    "experiment",
+    "seed",
+    "model_description",
+    "optimiser_description",
+    "scheduler_description",
+    "torch_version",
+)
 
 Plain = None | bool | int | float | str | list | dict
 
@@ -136,18 +166,183 @@ def describe_model(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
-def describe_optimiser(optimiser: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimiser's class and the initial learning rate of each parameter group.
+#: Optimiser group keys that a scheduler with these keys drives during training
+#: (their values are progress, not configuration; the driving keys are kept).
+_DRIVEN_BY = {
+    "initial_lr": ("lr",),  # set by every LRScheduler: lr is initial_lr * factor
+    "max_momentum": ("momentum", "betas"),  # OneCycleLR / CyclicLR momentum cycling
+    "base_momentum": ("momentum", "betas"),
+}
 
-    The initial rate (``initial_lr``, set by a scheduler, else ``lr``) is what a
-    reader changes after a run diverges; loading an old optimiser state would
-    silently bring the old rate back, so a change must be noticed.
+
+def _hyperparameter(value: Any) -> Plain:
+    """A group or scheduler setting as plain data (tensors become numbers)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, list | tuple):
+        return [_hyperparameter(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _hyperparameter(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"  # so that two NaN settings compare equal
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return f"<{type(value).__name__}>"
+
+
+def describe_optimiser(
+    optimiser: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> dict[str, Any]:
+    """The optimiser's class and every hyperparameter of every parameter group.
+
+    Each group is described by its number of parameters and all its settings
+    (``lr``, ``momentum``, ``betas``, ``weight_decay``, ``nesterov``, ...).
+    Settings that a scheduler changes as training goes are replaced by their
+    starting values: ``lr`` by ``initial_lr`` (set by every scheduler), and
+    ``momentum``/``betas`` are left out when a scheduler cycles them (it keeps
+    ``base_momentum`` and ``max_momentum``, which are described instead). With
+    a ``ReduceLROnPlateau`` scheduler, which records no starting rate, ``lr`` is
+    left out.
+
+    Loading an old optimiser state silently brings all the old settings back,
+    so a change in any of them must be noticed: :func:`check_compatible`
+    compares these descriptions.
     """
-    rates = []
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    groups = []
     for group in optimiser.param_groups:
-        rate = group.get("initial_lr", group["lr"])
-        rates.append(float(rate))
-    return {"class": type(optimiser).__name__, "initial_lr": rates}
+        described: dict[str, Plain] = {"params": len(group["params"])}
+        driven = {k for key, keys in _DRIVEN_BY.items() if key in group for k in keys}
+        if plateau:
+            driven.add("lr")
+        for key in sorted(group):
+            if key == "params" or key in driven:
+                continue
+            value = group["initial_lr"] if key == "initial_lr" else group[key]
+            described["lr" if key == "initial_lr" else key] = _hyperparameter(value)
+        groups.append(described)
+    return {"class": type(optimiser).__name__, "param_groups": groups}
+
+
+#: Scheduler state entries that are progress, not configuration.
+_SCHEDULER_PROGRESS = {
+    "last_epoch",
+    "T_cur",
+    "T_i",
+    "best",
+    "num_bad_epochs",
+    "cooldown_counter",
+    "verbose",
+}
+#: Private scheduler entries that are configuration (kept in the description).
+_SCHEDULER_SETTINGS = {"_anneal_func_type", "_milestones", "_schedulers"}
+
+
+def describe_scheduler(
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+) -> dict[str, Any] | None:
+    """The scheduler's class and hyperparameters, without its progress.
+
+    From its ``state_dict()``: e.g. ``step_size`` and ``gamma`` of ``StepLR``,
+    ``T_max`` and ``eta_min`` of ``CosineAnnealingLR``, the milestones and
+    child schedulers of ``SequentialLR``; not ``last_epoch``, ``_last_lr`` or
+    other counters. The functions of a ``LambdaLR`` cannot be described (only
+    callable objects have a state); change its name or the experiment config
+    when you change them. ``None`` for no scheduler.
+    """
+    if scheduler is None:
+        return None
+
+    def settings(state: Mapping[str, Any]) -> dict[str, Plain]:
+        out: dict[str, Plain] = {}
+        for key in sorted(state):
+            if key in _SCHEDULER_PROGRESS:
+                continue
+            if key.startswith("_") and key not in _SCHEDULER_SETTINGS:
+                continue
+            value = state[key]
+            if key == "_schedulers":
+                value = [settings(child) for child in value]
+            out[key.lstrip("_")] = _hyperparameter(value)
+        return out
+
+    return {"class": type(scheduler).__name__, **settings(scheduler.state_dict())}
+
+
+def step_identity(step: Any) -> dict[str, Plain] | None:
+    """The plain-data ``step.identity`` of a training step, or ``None``.
+
+    The step makers (:func:`metalearn.protonet.make_protonet_step`, ...) set
+    ``step.identity`` to a dict of everything that shapes the step (method,
+    sizes, options, a fingerprint of the images); the training loop merges it
+    into the experiment stored in the checkpoint.
+
+    Raises:
+        TypeError: ``step.identity`` exists but is not a dict of plain data.
+    """
+    identity = getattr(step, "identity", None)
+    if identity is None:
+        return None
+    if not isinstance(identity, Mapping):
+        raise TypeError(f"step.identity must be a dict, got {type(identity).__name__}.")
+    return _plain(identity, "step.identity")
+
+
+# ------------------------------------------------------------------- hashing
+
+
+def _update(digest: Any, value: Any) -> None:
+    """Feed ``value`` into ``digest`` in a canonical, type-tagged form."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, Mapping):
+        digest.update(f"D{len(value)}:".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+            _update(digest, key)
+            _update(digest, value[key])
+    elif isinstance(value, list | tuple):
+        digest.update(f"L{len(value)}:".encode())
+        for item in value:
+            _update(digest, item)
+    elif isinstance(value, str):
+        data = value.encode()
+        digest.update(f"S{len(data)}:".encode() + data)
+    else:  # None, bool, int, float (repr is exact), torch.dtype, ...
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def content_hash(value: Any) -> str:
+    """SHA-256 of nested dicts, lists, tensors and plain values (hex digest).
+
+    Tensors contribute their dtype, shape and bytes; equal content gives an
+    equal hash whatever the device, and one changed byte changes it.
+    """
+    digest = hashlib.sha256()
+    _update(digest, value)
+    return digest.hexdigest()
+
+
+def describe_tensor(tensor: torch.Tensor) -> dict[str, Any]:
+    """A fingerprint of a data tensor: shape, dtype and SHA-256 of the bytes.
+
+    Used in a training step's ``identity``, so a checkpoint trained on other
+    images (another split, size or augmentation) is not resumed. One pass over
+    the tensor (about 20 ms for the 28 px Omniglot training split on a CPU).
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"expected a tensor, got {type(tensor).__name__}.")
+    if tensor.device.type == "meta":
+        digest = "meta"
+    else:
+        digest = content_hash(tensor)
+    return {
+        "shape": list(tensor.shape),
+        "dtype": str(tensor.dtype),
+        "sha256": digest,
+    }
 
 
 def _plain(value: Any, where: str) -> Plain:
@@ -211,21 +406,29 @@ def experiment_to_dict(experiment: Any) -> dict[str, Plain] | None:
 
 
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically (temporary file, then rename).
+    """Write ``checkpoint`` and its content hash to ``path``, atomically.
 
-    If writing fails (disk full, interrupted), ``path`` keeps its previous
-    content and no temporary file is left behind.
+    A copy of ``checkpoint`` with an added ``"sha256"`` entry (the
+    :func:`content_hash` of everything else) is written to a temporary file,
+    flushed to disk and renamed. If writing fails (disk full, interrupted),
+    ``path`` keeps its previous content and no temporary file is left behind.
     """
-    return atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+    content = {k: v for k, v in checkpoint.items() if k != "sha256"}
+    content["sha256"] = content_hash(content)
+    return atomic_write(Path(path), lambda tmp: torch.save(content, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(..., weights_only=True)`` onto the CPU.
 
+    The stored content hash is verified: a file damaged after it was written
+    (a flipped bit, a partial copy) is refused, never loaded.
+
     Raises:
         FileNotFoundError: there is no file at ``path``.
-        ValueError: the file is damaged, holds objects other than tensors and
-            plain data, or was not written by :func:`save_checkpoint`.
+        ValueError: the file is damaged (unreadable, or its content does not
+            match its hash), holds objects other than tensors and plain data,
+            was written by another format version or lacks entries.
     """
     path = Path(path)
     if not path.is_file():
@@ -245,6 +448,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} has checkpoint format {checkpoint['format']!r}, this version "
             f"of metalearn reads format {FORMAT_VERSION}. {fix}"
         )
+    missing = [k for k in ("sha256", *ENTRIES) if k not in checkpoint]
+    if missing:
+        raise ValueError(f"The checkpoint {path} lacks the entries {missing}. {fix}")
+    stored = checkpoint.pop("sha256")
+    if content_hash(checkpoint) != stored:
+        raise ValueError(
+            f"The checkpoint {path} is corrupted: its content does not match the "
+            "SHA-256 hash stored when it was written (the file changed on disk). "
+            f"Restore it from a backup, or {fix[0].lower()}{fix[1:]}"
+        )
     return checkpoint
 
 
@@ -258,6 +471,27 @@ def _dict_difference(
         {k: stored.get(k, "<absent>") for k in differ},
         {k: current.get(k, "<absent>") for k in differ},
     )
+
+
+def _describe_change(old: Any, new: Any, where: str = "") -> str:
+    """The first differences between two descriptions, as ``a.b: old -> new``."""
+    changes: list[str] = []
+
+    def walk(a: Any, b: Any, at: str) -> None:
+        if len(changes) >= 4 or a == b:
+            return
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{at}{key}.")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{at}{i}.")
+        else:
+            changes.append(f"{at.rstrip('.') or 'value'}: {a!r} -> {b!r}")
+
+    walk(old, new, where)
+    text = "; ".join(changes[:3])
+    return text + ("; ..." if len(changes) > 3 else "")
 
 
 def make_checkpoint(
@@ -302,7 +536,8 @@ def make_checkpoint(
         "experiment": experiment,
         "seed": int(seed),
         "model_description": describe_model(model),
-        "optimiser_description": describe_optimiser(optimiser),
+        "optimiser_description": describe_optimiser(optimiser, scheduler),
+        "scheduler_description": describe_scheduler(scheduler),
         "torch_version": str(torch.__version__),
     }
 
@@ -341,12 +576,14 @@ def check_compatible(
     """Raise if ``checkpoint`` was written by a different run than this one.
 
     Compares the model description (class, parameter names and shapes), the
-    optimiser (class, initial learning rates), the presence of a scheduler, the
-    experiment config, the seed and the number of processes (``world_size``:
-    each process draws its own tasks, so a run can only continue exactly with
-    as many as it had; checkpoints written before this was recorded count as
-    one process). Nothing is loaded, so a failed check leaves the model
-    untouched.
+    optimiser (class and every hyperparameter of every parameter group, see
+    :func:`describe_optimiser`), the scheduler (class and hyperparameters,
+    :func:`describe_scheduler`), the experiment config (with the training
+    step's identity, if the training loop merged it in), the seed and the
+    number of processes (``world_size``: each process draws its own tasks, so
+    a run continues exactly only with as many as it had; checkpoints written
+    before this was recorded count as one process). Nothing is loaded, so a
+    failed check leaves the model untouched.
 
     Raises:
         ValueError: naming what differs and how to start afresh.
@@ -367,13 +604,12 @@ def check_compatible(
             f"parameter shapes {old} are {new} in this model. {fix}"
         )
     stored_optimiser = checkpoint["optimiser_description"]
-    current_optimiser = describe_optimiser(optimiser)
+    current_optimiser = describe_optimiser(optimiser, scheduler)
     if stored_optimiser != current_optimiser:
         raise ValueError(
-            f"The checkpoint {path} was written for the optimiser "
-            f"{stored_optimiser} but this run has {current_optimiser} (e.g. a "
-            "changed meta_lr); resuming would bring the old learning rate back. "
-            f"{fix}"
+            f"The checkpoint {path} was written with a different optimiser: "
+            f"{_describe_change(stored_optimiser, current_optimiser)}. Resuming "
+            f"would silently bring the old settings back. {fix}"
         )
     if (checkpoint["scheduler"] is None) != (scheduler is None):
         had = "no" if checkpoint["scheduler"] is None else "a"
@@ -381,6 +617,14 @@ def check_compatible(
         raise ValueError(
             f"The checkpoint {path} was written by a run with {had} learning-rate "
             f"scheduler but this run has {has} scheduler. {fix}"
+        )
+    stored_scheduler = checkpoint["scheduler_description"]
+    current_scheduler = describe_scheduler(scheduler)
+    if stored_scheduler != current_scheduler:
+        raise ValueError(
+            f"The checkpoint {path} was written with a different learning-rate "
+            f"scheduler: {_describe_change(stored_scheduler, current_scheduler)}. "
+            f"Resuming would silently bring the old schedule back. {fix}"
         )
     stored_experiment = checkpoint["experiment"]
     if stored_experiment != experiment:
@@ -390,7 +634,8 @@ def check_compatible(
             old, new = _dict_difference(stored_experiment, experiment)
         raise ValueError(
             f"The checkpoint {path} was written for experiment {old} but this run "
-            f"has {new}. {fix}"
+            f"has {new} (changed: {_describe_change(stored_experiment, experiment)})."
+            f" {fix}"
         )
     stored_size = checkpoint.get("world_size", 1)
     if stored_size != world_size:

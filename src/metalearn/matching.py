@@ -34,8 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn.episodes import Episode, check_episode_sizes, sample_episode
-from metalearn.protonet import _device_of, check_labels, squared_distances
+from metalearn.checkpoint import describe_tensor
+from metalearn.checks import (
+    check_choice,
+    check_device,
+    check_float_tensor,
+    check_labels,
+    check_module,
+    check_positive_float,
+    check_positive_int,
+)
+from metalearn.episodes import Episode, check_episode, episode_sampler
+from metalearn.protonet import _device_of, squared_distances
 
 #: ``c(f(x), g(x_i))``: the paper's cosine, or minus the squared Euclidean distance.
 SIMILARITIES = ("cosine", "euclidean")
@@ -43,13 +53,20 @@ SIMILARITIES = ("cosine", "euclidean")
 Step = Callable[[torch.Generator], tuple[torch.Tensor, dict[str, float]]]
 
 
+#: The largest ``scale`` accepted: beyond it the attention is a hard argmax and
+#: the gradients of float32 logits overflow long before anything is learned.
+MAX_SCALE = 1e4
+
+
 def _check_options(similarity: str, scale: float) -> None:
-    if similarity not in SIMILARITIES:
-        raise ValueError(
-            f"similarity must be one of {SIMILARITIES}, got {similarity!r}."
-        )
-    if not (isinstance(scale, (int, float)) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}.")
+    check_choice("similarity", similarity, SIMILARITIES)
+    check_positive_float(
+        "scale",
+        scale,
+        maximum=MAX_SCALE,
+        hint="It is an inverse temperature: the paper's is 1, values of 10 to 100 "
+        "sharpen the attention.",
+    )
 
 
 def cosine_similarities(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -65,6 +82,7 @@ def cosine_similarities(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor) or t.dim() != 2:
             raise ValueError(f"{name} must be a 2-D tensor [examples, D].")
+        check_float_tensor(name, t, dims=2, layout="[examples, D]", finite=False)
     if x.shape[1] != y.shape[1]:
         raise ValueError(
             f"x and y must have the same dimension D, got x {tuple(x.shape)} and "
@@ -106,6 +124,10 @@ def attention(
 
     Returns:
         ``[N*Q, N*K]``; every row is a probability vector over the support set.
+
+    Raises:
+        ValueError: an unknown similarity, a scale that is not finite and
+            positive, embeddings that are not 2-D or differ in ``D``.
     """
     scores = similarities(
         query_embeddings, support_embeddings, similarity=similarity, scale=scale
@@ -168,8 +190,21 @@ def matching_log_probs(
 
     Returns:
         ``[N*Q, ways]`` log-probabilities.
+
+    Raises:
+        TypeError: a non-module embedding, images that are not floating point
+            or differ from the embedding's dtype/device, labels not ``int64``.
+        ValueError: NaN/infinite images, labels outside ``0..ways-1``, a class
+            without support example, sizes that disagree, bad options.
     """
     _check_options(similarity, scale)
+    check_module("embedding", embedding)
+    check_positive_int("ways", ways)
+    for name, x in (("support_x", support_x), ("query_x", query_x)):
+        check_float_tensor(
+            name, x, min_dims=2, layout="[examples, C, H, W]", module=embedding
+        )
+    check_labels(support_y, ways, name="support_y", every_class=True)
     if support_x.shape[0] != support_y.shape[0]:
         raise ValueError(
             f"support_x has {support_x.shape[0]} examples but support_y has "
@@ -180,6 +215,19 @@ def matching_log_probs(
             f"support_x {tuple(support_x.shape)} and query_x "
             f"{tuple(query_x.shape)} have different example shapes."
         )
+    return _log_probs(embedding, support_x, support_y, query_x, ways, similarity, scale)
+
+
+def _log_probs(
+    embedding: nn.Module,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    ways: int,
+    similarity: str,
+    scale: float,
+) -> torch.Tensor:
+    """:func:`matching_log_probs` on inputs already checked."""
     z = embedding(torch.cat([support_x, query_x]))  # [N*K + N*Q, D]
     if z.dim() != 2:
         raise ValueError(
@@ -207,22 +255,38 @@ def matching_loss(
 
     Returns:
         ``(loss, {"loss": float, "acc": float})``.
+
+    Raises:
+        TypeError, ValueError: a bad episode
+            (:func:`metalearn.episodes.check_episode`), an embedding whose
+            dtype/device differ from the episode's, bad options.
     """
-    ways = episode.ways
-    check_labels(episode.query_y, ways, name="query_y", every_class=False)
-    if episode.query_x.shape[0] != episode.query_y.shape[0]:
-        raise ValueError(
-            f"query_x has {episode.query_x.shape[0]} examples but query_y has "
-            f"{episode.query_y.shape[0]} labels."
+    _check_options(similarity, scale)
+    check_module("embedding", embedding)
+    check_episode(episode, name="episode")
+    for name in ("support_x", "query_x"):
+        check_float_tensor(
+            f"episode.{name}",
+            getattr(episode, name),
+            min_dims=2,
+            module=embedding,
+            finite=False,
         )
-    log_probs = matching_log_probs(
+    return _loss(embedding, episode, similarity, scale)
+
+
+def _loss(
+    embedding: nn.Module, episode: Episode, similarity: str, scale: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`matching_loss` on an episode already checked."""
+    log_probs = _log_probs(
         embedding,
         episode.support_x,
         episode.support_y,
         episode.query_x,
-        ways=ways,
-        similarity=similarity,
-        scale=scale,
+        episode.ways,
+        similarity,
+        scale,
     )
     loss = F.nll_loss(log_probs, episode.query_y)
     acc = (log_probs.argmax(dim=1) == episode.query_y).float().mean()
@@ -254,18 +318,32 @@ def make_matching_step(
 
     Returns:
         ``step(generator) -> (loss, {"loss", "acc"})`` on one episode sampled
-        with ``generator``.
+        with ``generator``. ``step.identity`` (method, sizes, options and a
+        fingerprint of ``images``) is stored in training checkpoints.
+
+    Raises:
+        TypeError, ValueError: bad images or sizes (checked once, here), bad
+            options, a non-module embedding or a bad device.
     """
-    check_episode_sizes(images, ways, shots, queries)
+    check_module("embedding", embedding)
+    sample = episode_sampler(images, tasks=1, ways=ways, shots=shots, queries=queries)
     _check_options(similarity, scale)
+    device = check_device("device", device)
 
     def step(generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        episode = sample_episode(images, ways, shots, queries, generator)
+        episode = sample(generator)[0]  # = sample_episode, images checked once
         target = _device_of(embedding) if device is None else device
-        return matching_loss(
-            embedding, episode.to(target), similarity=similarity, scale=scale
-        )
+        return _loss(embedding, episode.to(target), similarity, float(scale))
 
+    step.identity = {
+        "method": "matching",
+        "ways": ways,
+        "shots": shots,
+        "queries": queries,
+        "similarity": similarity,
+        "scale": float(scale),
+        "images": describe_tensor(images),
+    }
     return step
 
 
@@ -283,6 +361,7 @@ def matching_classifier(
     Returns:
         A function ``Episode -> [N*Q, N]`` query log-probabilities.
     """
+    check_module("embedding", embedding)
     _check_options(similarity, scale)
 
     def classify(episode: Episode) -> torch.Tensor:

@@ -188,6 +188,7 @@ class Conv4(nn.Module):
                 f"Conv4 expects images [B, {', '.join(map(str, expected))}], "
                 f"got {tuple(x.shape)}."
             )
+        check_input_dtype("Conv4", x, self.features[0][0].weight)
         z = self.features(x)  # [B, hidden, side, side]
         z = z.flatten(1)  # [B, embedding_dim]
         return z if self.head is None else self.head(z)  # [B, ways] logits
@@ -232,7 +233,32 @@ class MLP(nn.Module):
             raise ValueError(
                 f"MLP expects inputs [B, {self.in_features}], got {tuple(x.shape)}."
             )
+        check_input_dtype("MLP", x, self.layers[0].weight)
         return self.layers(x)  # [B, out_features]
+
+
+def check_input_dtype(model: str, x: torch.Tensor, weight: torch.Tensor) -> None:
+    """Raise a clear error when ``x`` cannot meet ``weight`` (dtype or device).
+
+    Only metadata is read (no pass over the data), so it is cheap in the inner
+    loop; under ``torch.func`` transforms the dtypes are those of the wrapped
+    tensors, the same check.
+    """
+    if not x.is_floating_point():
+        fix = " (scale uint8 images with x.float() / 255)" if (
+            x.dtype == torch.uint8
+        ) else ""
+        raise TypeError(f"{model} expects floating-point inputs, got {x.dtype}{fix}.")
+    if x.dtype != weight.dtype:
+        raise TypeError(
+            f"{model} has {weight.dtype} weights but the inputs are {x.dtype}: "
+            f"convert one, e.g. x.to({weight.dtype}) or model.to({x.dtype})."
+        )
+    if x.device != weight.device:
+        raise ValueError(
+            f"{model}'s weights are on {weight.device} but the inputs on {x.device}: "
+            f"move them, e.g. x.to('{weight.device}')."
+        )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,7 +8,9 @@ published in the paper, marked as such.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
@@ -16,7 +18,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from metalearn.episodes import Episode
+from metalearn.checks import check_images, check_positive_int, check_real_sequence
+from metalearn.episodes import Episode, check_episode
 from metalearn.evaluate import Accuracy
 
 
@@ -36,11 +39,41 @@ def show_characters(
     """A grid: one row per class in ``classes``, ``examples`` drawings per row.
 
     Args:
-        images: ``[classes, examples, 1, H, W]``.
+        images: ``[classes, examples, 1, H, W]``, ``uint8`` or floats in [0, 1].
         classes: which rows of ``images`` to show.
         examples: how many examples of each class.
         row_labels: a label per row (e.g. alphabet and character id).
+
+    Raises:
+        TypeError, ValueError: bad images (:func:`metalearn.checks.check_images`),
+            a class index out of range, ``examples`` not in ``1..examples of
+            images``, or a number of row labels other than ``len(classes)``.
     """
+    check_images(images, values=False)
+    if images.shape[2] != 1:
+        raise ValueError(
+            f"images must have one channel [classes, examples, 1, H, W], got "
+            f"{tuple(images.shape)}."
+        )
+    if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
+        raise TypeError(f"classes must be a non-empty list of ints, got {classes!r}.")
+    for c in classes:
+        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
+            raise TypeError(f"classes must hold ints, got {c!r}.")
+        if not 0 <= c < images.shape[0]:
+            raise ValueError(
+                f"class {c} is out of range: images hold {images.shape[0]} classes."
+            )
+    check_positive_int("examples", examples)
+    if examples > images.shape[1]:
+        raise ValueError(
+            f"examples={examples} but each class has only {images.shape[1]}."
+        )
+    if row_labels is not None and len(row_labels) != len(classes):
+        raise ValueError(
+            f"{len(row_labels)} row_labels for {len(classes)} classes; give one "
+            "label per class."
+        )
     rows = len(classes)
     fig, axes = plt.subplots(
         rows, examples, figsize=(1.1 * examples, 1.1 * rows), squeeze=False
@@ -58,10 +91,24 @@ def show_characters(
 
 
 def show_episode(episode: Episode, max_queries: int = 5) -> Figure:
-    """Support set (a row per label) beside up to ``max_queries`` queries per label."""
+    """Support set (a row per label) beside up to ``max_queries`` queries per label.
+
+    Every support example is drawn; a class with fewer support examples than
+    another leaves blank cells, and the title then gives the range of shots.
+
+    Raises:
+        TypeError, ValueError: a bad episode
+            (:func:`metalearn.episodes.check_episode`) or ``max_queries`` not a
+            positive int.
+    """
+    check_episode(episode)
+    check_positive_int("max_queries", max_queries)
     ways = episode.ways
-    shots = episode.support_x.shape[0] // ways
-    queries = min(max_queries, episode.query_x.shape[0] // ways)
+    support_counts = torch.bincount(episode.support_y.cpu(), minlength=ways)
+    query_counts = torch.bincount(episode.query_y.cpu(), minlength=ways)
+    shots = int(support_counts.max())
+    fewest = int(support_counts.min())
+    queries = min(max_queries, int(query_counts.max()))
     cols = shots + 1 + queries
     fig, axes = plt.subplots(
         ways, cols, figsize=(1.1 * cols, 1.1 * ways), squeeze=False
@@ -70,14 +117,22 @@ def show_episode(episode: Episode, max_queries: int = 5) -> Figure:
         support = episode.support_x[episode.support_y == label]
         query = episode.query_x[episode.query_y == label]
         for k in range(shots):
-            _show(axes[label, k], support[k])
+            if k < len(support):
+                _show(axes[label, k], support[k])
+            else:
+                axes[label, k].axis("off")
         axes[label, shots].axis("off")
         for q in range(queries):
-            _show(axes[label, shots + 1 + q], query[q])
+            if q < len(query):
+                _show(axes[label, shots + 1 + q], query[q])
+            else:
+                axes[label, shots + 1 + q].axis("off")
         axes[label, 0].set_ylabel(f"label {label}", rotation=0, ha="right", va="center")
     axes[0, 0].set_title("support", loc="left")
-    axes[0, shots + 1].set_title("query (hidden labels)", loc="left")
-    fig.suptitle(f"A {ways}-way {shots}-shot episode")
+    if queries:
+        axes[0, shots + 1].set_title("query (hidden labels)", loc="left")
+    shot_text = f"{shots}-shot" if fewest == shots else f"{fewest}- to {shots}-shot"
+    fig.suptitle(f"A {ways}-way {shot_text} episode")
     fig.tight_layout()
     return fig
 
@@ -96,11 +151,28 @@ def plot_learning_curve(
     """One curve of a metric against steps (or shots...); call again to add curves.
 
     ``errors`` (e.g. 95% CI half-widths) are drawn as error bars.
+
+    Raises:
+        TypeError: a sequence that does not hold real numbers.
+        ValueError: lengths that differ, no values, NaN steps, or negative or
+            NaN errors. (NaN *values* are allowed: they leave a gap.)
     """
+    steps, values = (
+        check_real_sequence("steps", steps),
+        check_real_sequence("values", values),
+    )
     if len(steps) != len(values):
         raise ValueError(f"{len(steps)} steps but {len(values)} values.")
-    if errors is not None and len(errors) != len(values):
-        raise ValueError(f"{len(errors)} errors but {len(values)} values.")
+    if not values:
+        raise ValueError("values is empty: there is nothing to plot.")
+    if any(math.isnan(x) for x in steps):
+        raise ValueError("steps contain NaN.")
+    if errors is not None:
+        errors = check_real_sequence("errors", errors)
+        if len(errors) != len(values):
+            raise ValueError(f"{len(errors)} errors but {len(values)} values.")
+        if not all(e >= 0 for e in errors):
+            raise ValueError(f"errors must be non-negative half-widths, got {errors}.")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     ax.errorbar(
@@ -122,6 +194,11 @@ class ResultsTable:
 
     Each cell is an :class:`~metalearn.evaluate.Accuracy` shown as mean ± 95% CI
     in percent; ``paper`` cells hold published numbers, marked as such.
+
+    Raises:
+        TypeError: ``settings`` is a string (``"5w1s"`` would become the columns
+            5, w, 1, s) or holds something other than strings.
+        ValueError: no settings, or a setting named twice.
     """
 
     settings: list[str]
@@ -129,19 +206,78 @@ class ResultsTable:
         default_factory=list
     )
 
+    def __post_init__(self) -> None:
+        if isinstance(self.settings, str) or not isinstance(self.settings, Sequence):
+            raise TypeError(
+                f"settings must be a list of setting names, got {self.settings!r}; "
+                f"for one setting write [{self.settings!r}]."
+            )
+        settings = list(self.settings)
+        if not settings or not all(isinstance(s, str) for s in settings):
+            raise TypeError(
+                f"settings must be a non-empty list of strings, got {settings!r}."
+            )
+        if len(set(settings)) != len(settings):
+            raise ValueError(f"settings must be distinct, got {settings}.")
+        self.settings = settings
+
     def add(
         self,
         method: str,
         results: dict[str, Accuracy | None],
         paper: dict[str, float | None] | None = None,
     ) -> None:
-        """Add a method; ``paper`` maps a setting to a published accuracy in %."""
-        unknown = set(results) - set(self.settings)
-        if unknown:
-            raise ValueError(
-                f"Unknown settings {sorted(unknown)}; table has {self.settings}."
+        """Add a method; ``paper`` maps a setting to a published accuracy in %.
+
+        Raises:
+            TypeError: ``method`` is not a string, ``results`` not a dict of
+                :class:`~metalearn.evaluate.Accuracy` (or ``None``), ``paper``
+                not a dict of numbers (or ``None``).
+            ValueError: a setting (in ``results`` or ``paper``) that the table
+                does not have, or a paper number that is not a percentage in
+                (1, 100] (a fraction such as 0.987 is refused: write 98.7).
+        """
+        if not isinstance(method, str):
+            raise TypeError(f"method must be a string, got {method!r}.")
+        if not isinstance(results, Mapping):
+            raise TypeError(
+                f"results must be a dict setting -> Accuracy, got {results!r}."
             )
-        self.rows.append((method, results, paper or {}))
+        paper = {} if paper is None else paper
+        if not isinstance(paper, Mapping):
+            raise TypeError(f"paper must be a dict setting -> %, got {paper!r}.")
+        for where, entries in (("results", results), ("paper", paper)):
+            unknown = set(entries) - set(self.settings)
+            if unknown:
+                raise ValueError(
+                    f"Unknown settings {sorted(unknown, key=str)} in {where}; "
+                    f"table has {self.settings}."
+                )
+        for setting, result in results.items():
+            if result is not None and not isinstance(result, Accuracy):
+                raise TypeError(
+                    f"results[{setting!r}] must be an Accuracy (from "
+                    f"metalearn.evaluate.evaluate) or None, got {result!r}."
+                )
+        for setting, value in paper.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(
+                    f"paper[{setting!r}] must be a number (a percentage), got "
+                    f"{value!r}."
+                )
+            if not 1 < value <= 100:
+                hint = (
+                    f" It looks like a fraction: write {100 * value:g}."
+                    if 0 <= value <= 1
+                    else ""
+                )
+                raise ValueError(
+                    f"paper[{setting!r}] = {value!r} is not a percentage in "
+                    f"(1, 100].{hint}"
+                )
+        self.rows.append((method, dict(results), dict(paper)))
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:
         has_paper = any(paper for _, _, paper in self.rows)

@@ -74,6 +74,17 @@ class Profile:
     protonet_5shot_model: bool
     # Transfer learning: mini-batches of ordinary classification pre-training.
     pretrain_steps: int
+    # Task efficiency (challenges chapter): ProtoNet and pre-training + nearest
+    # centroid trained on the first `c` characters of one fixed random order of
+    # the 1,028 `train` characters, for each `c` in efficiency_characters and
+    # each choice in efficiency_rotations (True: also the 90/180/270-degree
+    # rotations, 4c classes); every point gets efficiency_steps optimiser steps
+    # of the same number of images (metalearn.efficiency). `short`: sized from
+    # CPU probes for the chapter's 30 minutes; `gpu`: not timed on a GPU, an
+    # estimate like the other untimed gpu budgets.
+    efficiency_characters: tuple[int, ...]
+    efficiency_rotations: tuple[bool, ...]
+    efficiency_steps: int
     max_steps: int | None = None  # METALEARN_MAX_STEPS, if it capped this profile
 
     def budgets(self) -> str:
@@ -105,6 +116,7 @@ CAPPED_FIELDS = (
     "ablation_steps",
     "siamese_steps",
     "pretrain_steps",
+    "efficiency_steps",
 )
 
 PROFILES: dict[str, Profile] = {
@@ -129,6 +141,9 @@ PROFILES: dict[str, Profile] = {
         siamese_steps=10,
         protonet_5shot_model=False,
         pretrain_steps=20,
+        efficiency_characters=(25, 1028),
+        efficiency_rotations=(False, True),
+        efficiency_steps=4,
     ),
     "short": Profile(
         name="short",
@@ -151,6 +166,9 @@ PROFILES: dict[str, Profile] = {
         siamese_steps=800,
         protonet_5shot_model=False,
         pretrain_steps=1_500,
+        efficiency_characters=(25, 100, 400, 1028),
+        efficiency_rotations=(False, True),
+        efficiency_steps=800,
     ),
     # `gpu` is sized from per-step times measured on one H100
     # (benchmarks/results/paper_step_times_h100.txt) times a T4/H100 factor of
@@ -181,6 +199,9 @@ PROFILES: dict[str, Profile] = {
         siamese_steps=4_000,
         protonet_5shot_model=False,
         pretrain_steps=8_000,
+        efficiency_characters=(25, 100, 400, 1028),
+        efficiency_rotations=(False, True),
+        efficiency_steps=3_000,
     ),
     "paper": Profile(
         name="paper",
@@ -203,6 +224,9 @@ PROFILES: dict[str, Profile] = {
         siamese_steps=20_000,
         protonet_5shot_model=True,
         pretrain_steps=20_000,
+        efficiency_characters=(25, 100, 400, 1028),
+        efficiency_rotations=(False, True),
+        efficiency_steps=20_000,
     ),
 }
 

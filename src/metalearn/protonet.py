@@ -37,56 +37,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn.checks import check_positive_int
-from metalearn.episodes import Episode, check_episode_sizes, sample_episode
+from metalearn.checkpoint import describe_tensor
+from metalearn.checks import (
+    check_choice,
+    check_device,
+    check_float_tensor,
+    check_labels,
+    check_module,
+    check_positive_int,
+)
+from metalearn.episodes import Episode, check_episode, episode_sampler
 
 #: The distances of Snell et al.'s ablation (Table/Fig. on distance choice).
 DISTANCES = ("euclidean", "cosine")
 
 Step = Callable[[torch.Generator], tuple[torch.Tensor, dict[str, float]]]
 
-
-def check_labels(
-    labels: torch.Tensor, ways: int, *, name: str = "support_y", every_class: bool
-) -> torch.Tensor:
-    """Raise a clear error unless ``labels`` are ints in ``0..ways-1``.
-
-    Args:
-        labels: ``[n]`` integer class labels.
-        ways: N, the number of classes.
-        name: the argument name to quote in the error.
-        every_class: also require at least one example of every class (a
-            class without support examples has no prototype).
-
-    Returns:
-        The number of examples of each class, ``[ways]`` (int64).
-
-    Raises:
-        TypeError: ``labels`` is not an integer tensor or ``ways`` not an int.
-        ValueError: wrong shape, a label outside ``0..ways-1``, or (with
-            ``every_class``) a class with no example.
-    """
-    check_positive_int("ways", ways)
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
-        raise TypeError(f"{name} must be an integer tensor, got {labels!r}.")
-    if labels.dim() != 1 or labels.numel() == 0:
-        raise ValueError(
-            f"{name} must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}."
-        )
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= ways:
-        bad = labels[(labels < 0) | (labels >= ways)].unique().tolist()
-        raise ValueError(
-            f"{name} holds labels {bad} outside 0..{ways - 1} (ways={ways})."
-        )
-    counts = torch.bincount(labels, minlength=ways)  # [ways]
-    if every_class and bool((counts == 0).any()):
-        missing = torch.nonzero(counts == 0).flatten().tolist()
-        raise ValueError(
-            f"class(es) {missing} have no example in {name} (ways={ways}); every "
-            "class needs at least one support example."
-        )
-    return counts
+__all__ = [  # check_labels lives in metalearn.checks; importable from here too
+    "DISTANCES",
+    "check_labels",
+    "cosine_distances",
+    "linear_classifier_weights",
+    "make_protonet_step",
+    "protonet_classifier",
+    "protonet_logits",
+    "protonet_loss",
+    "prototypes",
+    "squared_distances",
+]
 
 
 def _check_embeddings(name: str, embeddings: torch.Tensor) -> None:
@@ -96,6 +74,7 @@ def _check_embeddings(name: str, embeddings: torch.Tensor) -> None:
             f"{name} must be a 2-D tensor [examples, D], got {shape or embeddings!r}. "
             "Does the embedding flatten its output (e.g. Conv4(head=False))?"
         )
+    check_float_tensor(name, embeddings, dims=2, layout="[examples, D]", finite=False)
 
 
 def _check_embedding_pair(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -105,6 +84,11 @@ def _check_embedding_pair(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(
             f"x and y must have the same dimension D, got x {tuple(x.shape)} and "
             f"y {tuple(y.shape)}."
+        )
+    if x.dtype != y.dtype or x.device != y.device:
+        raise TypeError(
+            f"x ({x.dtype}, {x.device}) and y ({y.dtype}, {y.device}) must have "
+            "the same dtype and device."
         )
 
 
@@ -185,8 +169,29 @@ def cosine_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _check_distance(distance: str) -> None:
-    if distance not in DISTANCES:
-        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}.")
+    check_choice("distance", distance, DISTANCES)
+
+
+def _check_inputs(
+    embedding: nn.Module,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    ways: int,
+) -> None:
+    """The checks of :func:`protonet_logits` (once per call, on small tensors)."""
+    check_module("embedding", embedding)
+    check_positive_int("ways", ways)
+    for name, x in (("support_x", support_x), ("query_x", query_x)):
+        check_float_tensor(
+            name, x, min_dims=2, layout="[examples, C, H, W]", module=embedding
+        )
+    check_labels(support_y, ways, name="support_y", every_class=True)
+    if support_x.shape[0] != support_y.shape[0]:
+        raise ValueError(
+            f"support_x has {support_x.shape[0]} examples but support_y has "
+            f"{support_y.shape[0]} labels."
+        )
 
 
 def _embed(
@@ -229,13 +234,27 @@ def protonet_logits(
 
     Returns:
         ``[N*Q, ways]`` logits.
+
+    Raises:
+        TypeError: a non-module embedding, images that are not floating point
+            or differ from the embedding's dtype/device, labels not ``int64``.
+        ValueError: NaN/infinite images, labels outside ``0..ways-1``, a class
+            without support example, sizes that disagree, an unknown distance.
     """
     _check_distance(distance)
-    if support_x.shape[0] != support_y.shape[0]:
-        raise ValueError(
-            f"support_x has {support_x.shape[0]} examples but support_y has "
-            f"{support_y.shape[0]} labels."
-        )
+    _check_inputs(embedding, support_x, support_y, query_x, ways)
+    return _logits(embedding, support_x, support_y, query_x, ways, distance)
+
+
+def _logits(
+    embedding: nn.Module,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    ways: int,
+    distance: str,
+) -> torch.Tensor:
+    """:func:`protonet_logits` on inputs already checked."""
     support_z, query_z = _embed(embedding, support_x, query_x)
     centres = prototypes(support_z, support_y, ways)  # [N, D]
     if distance == "euclidean":
@@ -261,21 +280,37 @@ def protonet_loss(
     Returns:
         ``(loss, {"loss": float, "acc": float})``; ``loss`` is a scalar with a
         graph to the embedding's parameters, ``acc`` the query accuracy.
+
+    Raises:
+        TypeError, ValueError: a bad episode
+            (:func:`metalearn.episodes.check_episode`), an embedding whose
+            dtype/device differ from the episode's, an unknown distance.
     """
-    ways = episode.ways
-    check_labels(episode.query_y, ways, name="query_y", every_class=False)
-    if episode.query_x.shape[0] != episode.query_y.shape[0]:
-        raise ValueError(
-            f"query_x has {episode.query_x.shape[0]} examples but query_y has "
-            f"{episode.query_y.shape[0]} labels."
+    _check_distance(distance)
+    check_module("embedding", embedding)
+    check_episode(episode, name="episode")
+    for name in ("support_x", "query_x"):
+        check_float_tensor(
+            f"episode.{name}",
+            getattr(episode, name),
+            min_dims=2,
+            module=embedding,
+            finite=False,
         )
-    logits = protonet_logits(
+    return _loss(embedding, episode, distance)
+
+
+def _loss(
+    embedding: nn.Module, episode: Episode, distance: str
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`protonet_loss` on an episode already checked."""
+    logits = _logits(
         embedding,
         episode.support_x,
         episode.support_y,
         episode.query_x,
-        ways=ways,
-        distance=distance,
+        episode.ways,
+        distance,
     )
     loss = F.cross_entropy(logits, episode.query_y)
     acc = (logits.argmax(dim=1) == episode.query_y).float().mean()
@@ -314,16 +349,33 @@ def make_protonet_step(
 
     Returns:
         ``step(generator) -> (loss, {"loss", "acc"})``: samples one episode
-        with ``generator`` and returns :func:`protonet_loss` on it.
+        with ``generator`` and returns :func:`protonet_loss` on it. Its
+        attribute ``step.identity`` (a plain dict: method, sizes, distance
+        and a fingerprint of ``images``) is stored in training checkpoints,
+        so a resumed run with other settings is refused.
+
+    Raises:
+        TypeError, ValueError: bad images or sizes (checked once, here), an
+            unknown distance, a non-module embedding or a bad device.
     """
-    check_episode_sizes(images, ways, shots, queries)
+    check_module("embedding", embedding)
+    sample = episode_sampler(images, tasks=1, ways=ways, shots=shots, queries=queries)
     _check_distance(distance)
+    device = check_device("device", device)
 
     def step(generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        episode = sample_episode(images, ways, shots, queries, generator)
+        episode = sample(generator)[0]  # = sample_episode, images checked once
         target = _device_of(embedding) if device is None else device
-        return protonet_loss(embedding, episode.to(target), distance=distance)
+        return _loss(embedding, episode.to(target), distance)
 
+    step.identity = {
+        "method": "protonet",
+        "ways": ways,
+        "shots": shots,
+        "queries": queries,
+        "distance": distance,
+        "images": describe_tensor(images),
+    }
     return step
 
 
@@ -341,6 +393,7 @@ def protonet_classifier(
     Returns:
         A function ``Episode -> [N*Q, N]`` query logits.
     """
+    check_module("embedding", embedding)
     _check_distance(distance)
 
     def classify(episode: Episode) -> torch.Tensor:

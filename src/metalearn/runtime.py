@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from metalearn.checks import check_seed
 from metalearn.profiles import Profile, get_profile
 
 T = TypeVar("T")
@@ -30,14 +31,16 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's ``random``, NumPy and torch, and return a seeded generator.
 
     Args:
-        seed: a non-negative integer.
+        seed: an int in ``0 .. 2**64 - 1``.
+
+    Raises:
+        TypeError, ValueError: ``seed`` is not such an int.
 
     Returns:
         A CPU ``torch.Generator`` seeded with ``seed``, for samplers that take
         an explicit generator.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    check_seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds legacy global users too
     torch.manual_seed(seed)

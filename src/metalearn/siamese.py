@@ -26,8 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn.episodes import Episode
-from metalearn.protonet import check_labels
+from metalearn.checkpoint import describe_tensor
+from metalearn.checks import (
+    check_device,
+    check_float_tensor,
+    check_generator,
+    check_images,
+    check_matches_module,
+    check_module,
+    check_positive_int,
+    check_tensor,
+    has_values,
+)
+from metalearn.episodes import Episode, check_episode
 
 Step = Callable[[torch.Generator], tuple[torch.Tensor, dict[str, float]]]
 
@@ -50,10 +61,8 @@ class SiameseNetwork(nn.Module):
 
     def __init__(self, embedding: nn.Module, features: int) -> None:
         super().__init__()
-        if isinstance(features, bool) or not isinstance(features, int):
-            raise TypeError(f"features must be an int, got {features!r}.")
-        if features <= 0:
-            raise ValueError(f"features must be positive, got {features}.")
+        check_module("embedding", embedding)
+        check_positive_int("features", features)
         self.embedding = embedding
         self.features = features
         self.head = nn.Linear(features, 1)
@@ -87,6 +96,11 @@ class SiameseNetwork(nn.Module):
         statistics in training mode are those of all ``2P`` images and do not
         depend on which side an image is on.
         """
+        for name, x in (("x1", x1), ("x2", x2)):
+            check_float_tensor(
+                name, x, min_dims=2, layout="[pairs, C, H, W]", finite=False
+            )
+            check_matches_module(name, x, self)
         if x1.shape != x2.shape:
             raise ValueError(
                 f"x1 {tuple(x1.shape)} and x2 {tuple(x2.shape)} must have the "
@@ -105,11 +119,7 @@ def _to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_pair_inputs(images: torch.Tensor, pairs: int) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 5:
-        raise ValueError(
-            "images must be a tensor [classes, examples, C, H, W], got "
-            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else images!r}."
-        )
+    check_images(images)
     if isinstance(pairs, bool) or not isinstance(pairs, int):
         raise TypeError(f"pairs must be an int, got {pairs!r}.")
     if pairs <= 0 or pairs % 2:
@@ -142,9 +152,20 @@ def sample_pairs(
 
     Raises:
         ValueError: ``pairs`` is not even and positive, or ``images`` has fewer
-            than two classes or two examples per class.
+            than two classes or two examples per class, or holds NaN, infinity
+            or unscaled 0..255 floats.
+        TypeError: ``images`` is not ``uint8`` or floating point, or
+            ``generator`` is not a ``torch.Generator``.
     """
     _check_pair_inputs(images, pairs)
+    check_generator("generator", generator)
+    return _sample_pairs(images, pairs, generator)
+
+
+def _sample_pairs(
+    images: torch.Tensor, pairs: int, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`sample_pairs` on inputs already checked."""
     classes, examples = images.shape[:2]
     half = pairs // 2
     # Same class: example j = i + offset (mod E) with offset in 1..E-1, so j != i.
@@ -185,12 +206,38 @@ def verification_loss(
     Returns:
         ``(loss, {"loss": float, "acc": float})``; ``acc`` is the fraction of
         pairs with ``(p > 0.5) == same``.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`SiameseNetwork`, images are not
+            floating point (or not of the model's dtype/device).
+        ValueError: ``same`` is not one 0/1 label per pair, NaN/infinite images.
     """
+    if not isinstance(model, SiameseNetwork):
+        raise TypeError(f"model must be a SiameseNetwork, got {type(model).__name__}.")
+    check_float_tensor("x1", x1, min_dims=2, layout="[pairs, C, H, W]")
+    check_float_tensor("x2", x2, min_dims=2, layout="[pairs, C, H, W]")
+    check_tensor("same", same)
+    if same.is_complex():
+        raise TypeError(f"same must hold real 0/1 labels, got dtype {same.dtype}.")
     if same.shape != x1.shape[:1]:
         raise ValueError(
             f"same must have shape [{x1.shape[0]}] (one label per pair), got "
             f"{tuple(same.shape)}."
         )
+    if has_values(same):
+        bad = same[(same != 0) & (same != 1)]
+        if bad.numel():
+            raise ValueError(
+                "same must hold 1 (same class) or 0 (different classes), got "
+                f"{sorted(set(bad.tolist()))}."
+            )
+    return _verification_loss(model, x1, x2, same)
+
+
+def _verification_loss(
+    model: SiameseNetwork, x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`verification_loss` on inputs already checked."""
     logits = model(x1, x2)  # [P]
     target = same.to(dtype=logits.dtype, device=logits.device)
     loss = F.binary_cross_entropy_with_logits(logits, target)
@@ -216,15 +263,29 @@ def make_siamese_step(
     Returns:
         ``step(generator) -> (loss, {"loss", "acc"})``: samples ``pairs`` pairs
         with ``generator`` (:func:`sample_pairs`) and returns
-        :func:`verification_loss` on them.
+        :func:`verification_loss` on them. ``step.identity`` (method, pairs and
+        a fingerprint of ``images``) is stored in training checkpoints.
+
+    Raises:
+        TypeError, ValueError: bad images (checked once, here), ``pairs`` or
+            device, or ``model`` is not a :class:`SiameseNetwork`.
     """
+    if not isinstance(model, SiameseNetwork):
+        raise TypeError(f"model must be a SiameseNetwork, got {type(model).__name__}.")
     _check_pair_inputs(images, pairs)
+    device = check_device("device", device)
 
     def step(generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        x1, x2, same = sample_pairs(images, pairs, generator)
+        check_generator("generator", generator, optional=False)
+        x1, x2, same = _sample_pairs(images, pairs, generator)
         target = next(model.parameters()).device if device is None else device
-        return verification_loss(model, x1.to(target), x2.to(target), same.to(target))
+        return _verification_loss(model, x1.to(target), x2.to(target), same.to(target))
 
+    step.identity = {
+        "method": "siamese",
+        "pairs": pairs,
+        "images": describe_tensor(images),
+    }
     return step
 
 
@@ -245,15 +306,18 @@ def siamese_scores(model: SiameseNetwork, episode: Episode) -> torch.Tensor:
     Returns:
         ``[N*Q, N]`` scores (logits of "same class"; apply a sigmoid for
         probabilities).
+
+    Raises:
+        TypeError, ValueError: ``model`` is not a :class:`SiameseNetwork`, or
+            a bad episode (:func:`metalearn.episodes.check_episode`) or one
+            whose dtype/device differ from the model's.
     """
+    if not isinstance(model, SiameseNetwork):
+        raise TypeError(f"model must be a SiameseNetwork, got {type(model).__name__}.")
+    check_episode(episode)
+    check_matches_module("episode.support_x", episode.support_x, model)
     ways = episode.ways
-    check_labels(episode.support_y, ways, name="support_y", every_class=True)
     n_support = episode.support_x.shape[0]
-    if n_support != episode.support_y.shape[0]:
-        raise ValueError(
-            f"support_x has {n_support} examples but support_y has "
-            f"{episode.support_y.shape[0]} labels."
-        )
     h = model.embed(torch.cat([episode.support_x, episode.query_x]))
     support_h, query_h = h[:n_support], h[n_support:]  # [N*K, D], [N*Q, D]
     logits = model.pair_logits(query_h[:, None, :], support_h[None, :, :])  # [NQ, NK]
@@ -268,6 +332,8 @@ def siamese_classifier(model: SiameseNetwork) -> Callable[[Episode], torch.Tenso
     Returns:
         A function ``Episode -> [N*Q, N]`` query scores.
     """
+    if not isinstance(model, SiameseNetwork):
+        raise TypeError(f"model must be a SiameseNetwork, got {type(model).__name__}.")
 
     def classify(episode: Episode) -> torch.Tensor:
         return siamese_scores(model, episode)

@@ -21,12 +21,22 @@ from typing import NamedTuple
 
 import torch
 
-from metalearn.checks import check_positive_int
+from metalearn.checks import (
+    check_float_tensor,
+    check_generator,
+    check_interval,
+    check_positive_int,
+)
 
 
 @dataclass(frozen=True)
 class SinusoidDistribution:
-    """The ranges of the uniform distributions a sinusoid task is drawn from."""
+    """The ranges of the uniform distributions a sinusoid task is drawn from.
+
+    Each range is a pair ``(low, high)`` of finite numbers with ``low < high``
+    (an infinite bound would make every target infinite or NaN); it is stored
+    as a tuple of floats.
+    """
 
     amplitude: tuple[float, float] = (0.1, 5.0)  # A ~ U[0.1, 5.0] (Finn et al.)
     phase: tuple[float, float] = (0.0, math.pi)  # phase ~ U[0, pi]
@@ -34,9 +44,8 @@ class SinusoidDistribution:
 
     def __post_init__(self) -> None:
         for name in ("amplitude", "phase", "x"):
-            low, high = getattr(self, name)
-            if not low < high:
-                raise ValueError(f"{name} range must have low < high, got {low, high}.")
+            bounds = check_interval(f"{name} range", getattr(self, name))
+            object.__setattr__(self, name, bounds)
 
 
 MAML_SINUSOID = SinusoidDistribution()  # the paper's distribution
@@ -71,7 +80,24 @@ def sinusoid(
 
     Shapes: ``x [T, M, 1]``, ``amplitude [T]``, ``phase [T]`` -> ``[T, M, 1]``.
     Also accepts a shared grid ``x [M, 1]`` with scalar amplitude and phase.
+
+    Raises:
+        TypeError: an argument is not a floating-point tensor.
+        ValueError: the shapes do not match one of the two forms above.
     """
+    check_float_tensor("x", x, finite=False)
+    check_float_tensor("amplitude", amplitude, min_dims=0, finite=False)
+    check_float_tensor("phase", phase, min_dims=0, finite=False)
+    if amplitude.shape != phase.shape or amplitude.dim() > 1:
+        raise ValueError(
+            f"amplitude {tuple(amplitude.shape)} and phase {tuple(phase.shape)} "
+            "must both be [T] (one per task) or both scalars."
+        )
+    if amplitude.dim() == 1 and (x.dim() != 3 or x.shape[0] != amplitude.shape[0]):
+        raise ValueError(
+            f"x must be [T={amplitude.shape[0]}, M, 1] for {amplitude.shape[0]} "
+            f"amplitudes, got {tuple(x.shape)}."
+        )
     if amplitude.dim() == 1:
         amplitude, phase = amplitude[:, None, None], phase[:, None, None]
     return amplitude * torch.sin(x - phase)
@@ -110,14 +136,25 @@ def sample_sinusoid_tasks(
         A :class:`SinusoidTasks`; targets are noise-free.
 
     Raises:
-        ValueError: a size is < 1. TypeError: a size is not an int, or
-            ``dtype`` is not floating point.
+        ValueError: a size is < 1. TypeError: a size is not an int,
+            ``generator`` is not a ``torch.Generator``, ``distribution`` not a
+            :class:`SinusoidDistribution` or ``dtype`` not a floating-point
+            ``torch.dtype``.
     """
     check_positive_int("tasks", tasks)
     check_positive_int("shots", shots)
     check_positive_int("queries", queries)
-    if not dtype.is_floating_point:
-        raise TypeError(f"dtype must be floating point, got {dtype}.")
+    check_generator("generator", generator)
+    if not isinstance(distribution, SinusoidDistribution):
+        raise TypeError(
+            "distribution must be a SinusoidDistribution, got "
+            f"{type(distribution).__name__}."
+        )
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype (e.g. torch.float32), "
+            f"got {dtype!r}."
+        )
     amplitude = _uniform((tasks,), distribution.amplitude, generator, dtype)  # [T]
     phase = _uniform((tasks,), distribution.phase, generator, dtype)  # [T]
     x = _uniform((tasks, shots + queries, 1), distribution.x, generator, dtype)

@@ -178,6 +178,8 @@ class EpisodicEmbedding:
     similarity: str = "cosine"  # Matching: attention similarity
     scale: float = 10.0  # Matching: inverse temperature of the cosine attention
     hidden: int = 64  # Conv-4 filters (64-dimensional embedding on 28x28)
+    output_dim: int | None = None  # a linear layer to this many dimensions (2: a
+    # plane to draw), or None: the Conv-4 features themselves
     rotate: bool = True  # 90/180/270-degree rotations as new training classes
     schedule: str = "cosine"  # "cosine" from `lr` to 0, or Snell's "halving"
     lr: float = 3e-3  # Adam's initial learning rate
@@ -195,7 +197,11 @@ class EpisodicEmbedding:
         images = data.split(self.train_split).to(device)
         classes = rotate_classes(images) if self.rotate else images
         torch.manual_seed(self.seed)
-        model = _on(Conv4(hidden=self.hidden, head=False), device)
+        if self.output_dim is None:
+            net = Conv4(hidden=self.hidden, head=False)
+        else:
+            net = Conv4(hidden=self.hidden, ways=self.output_dim, head=True)
+        model = _on(net, device)
         episode = dict(ways=self.ways, shots=self.shots, queries=self.queries)
         if self.method == "protonet":
             step = make_protonet_step(model, classes, distance=self.distance, **episode)
@@ -437,6 +443,19 @@ def _metric(method: str, shots: int = 1) -> Callable[[Profile], EpisodicEmbeddin
     return recipe
 
 
+def _protonet_2d(profile: Profile) -> EpisodicEmbedding:
+    # A ProtoNet whose embedding is a plane, only to draw its decision regions:
+    # 20-way 1-shot episodes, twice the ablation budget.
+    return EpisodicEmbedding(
+        name="protonet-2d",
+        method="protonet",
+        steps=2 * profile.ablation_steps,
+        ways=20,
+        output_dim=2,
+        val_shots=(5,),
+    )
+
+
 def _siamese(profile: Profile) -> SiameseVerification:
     paper = profile.name == "paper"
     return SiameseVerification(
@@ -491,9 +510,16 @@ def _sinusoid(method: str) -> Callable[[Profile], SinusoidRegressor]:
     return recipe
 
 
+def _pretrain_conv4(profile: Profile) -> Any:
+    from metalearn.transfer import pretrain_recipe  # the transfer chapter's model
+
+    return pretrain_recipe(profile)
+
+
 REGISTRY: dict[str, Callable[[Profile], Any]] = {
     "protonet-60w1s": _metric("protonet"),
     "protonet-60w5s": _metric("protonet", shots=5),
+    "protonet-2d": _protonet_2d,
     "matching-60w1s": _metric("matching"),
     "siamese": _siamese,
     "maml-5w1s": _initialisation("maml"),
@@ -503,6 +529,7 @@ REGISTRY: dict[str, Callable[[Profile], Any]] = {
     "reptile-5w": _initialisation("reptile"),
     "maml-sinusoid": _sinusoid("maml"),
     "pretrain-sinusoid": _sinusoid("pretrain"),
+    "pretrain-conv4": _pretrain_conv4,
 }
 
 
@@ -561,11 +588,26 @@ def load_or_train(
             afresh).
     """
     profile = profile or get_profile()
-    made = recipe(name, profile)
+    return fit_recipe(recipe(name, profile), profile=profile, device=device)
+
+
+def fit_recipe(
+    made: Any,
+    *,
+    profile: Profile | None = None,
+    device: torch.device | str | None = None,
+) -> Trained:
+    """Train (or load) any recipe object, registered or not, under its ``name``.
+
+    For variations that a chapter trains once, e.g. the arms of an ablation:
+    ``fit_recipe(dataclasses.replace(zoo.recipe("protonet-60w1s"), name=..., ways=5))``.
+    The checkpoint is ``$METALEARN_CACHE/checkpoints/<profile>/<made.name>``.
+    """
+    profile = profile or get_profile()
     device = torch.device(device) if device is not None else default_device()
     build = made.build(device, profile)
     fitted = fit(
-        name,
+        made.name,
         build.model,
         build.optimiser,
         build.step,
@@ -577,4 +619,4 @@ def load_or_train(
         seed=getattr(made, "seed", 0),
         profile=profile,
     )
-    return Trained(name=name, recipe=made, model=build.model, fitted=fitted)
+    return Trained(name=made.name, recipe=made, model=build.model, fitted=fitted)

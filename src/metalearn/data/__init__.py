@@ -4,15 +4,18 @@
 chapters use.
 """
 
+from metalearn.data.fashion_mnist import FashionMNISTData, fashion_mnist
 from metalearn.data.lake_runs import OneShotRun, lake_runs
 from metalearn.data.omniglot import OmniglotData, omniglot, rotate_classes
 from metalearn.data.paths import cache_root, data_root
 
 __all__ = [
+    "FashionMNISTData",
     "OmniglotData",
     "OneShotRun",
     "cache_root",
     "data_root",
+    "fashion_mnist",
     "lake_runs",
     "omniglot",
     "rotate_classes",

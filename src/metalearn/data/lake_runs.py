@@ -69,6 +69,49 @@ class OneShotRun:
         )
 
 
+def parse_class_labels(text: str, run: int) -> torch.Tensor:
+    """The test labels of one run from its ``class_labels.txt``.
+
+    Each of the 20 lines pairs a test image with the training image of the same
+    character, ``runRR/test/itemJJ.png runRR/training/classKK.png``. Every test
+    item and every training class must appear exactly once (the runs are
+    one-to-one), with the run's own number.
+
+    Returns:
+        ``int64 [20]``: entry ``j`` is ``KK - 1`` for ``itemJJ`` (``j = JJ - 1``).
+
+    Raises:
+        ValueError: a line that does not have that form, another run number,
+            an item or class outside 01..20, listed twice or missing.
+    """
+    name = f"run{run:02d}/class_labels.txt"
+    test_labels = torch.full((WAYS,), -1, dtype=torch.int64)
+    classes_seen: set[int] = set()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        match = _LINE.fullmatch(line)
+        if match is None:
+            raise ValueError(f"{name}: cannot read the line {line!r}")
+        line_run, item, cls = (int(g) for g in match.groups())
+        if line_run != run:
+            raise ValueError(f"{name}: the line {line!r} belongs to run {line_run}")
+        if not (1 <= item <= WAYS and 1 <= cls <= WAYS):
+            raise ValueError(f"{name}: item or class outside 01..{WAYS} in {line!r}")
+        if test_labels[item - 1] >= 0:
+            raise ValueError(f"{name}: test item {item:02d} is listed twice")
+        if cls in classes_seen:
+            raise ValueError(f"{name}: training class {cls:02d} is listed twice")
+        test_labels[item - 1] = cls - 1
+        classes_seen.add(cls)
+    if len(lines) != WAYS or bool((test_labels < 0).any()):
+        missing = (torch.nonzero(test_labels < 0).flatten() + 1).tolist()
+        raise ValueError(
+            f"{name} has {len(lines)} lines, expected {WAYS}; test items "
+            f"{missing} have no label"
+        )
+    return test_labels
+
+
 def _archive(root: Path, download: bool) -> Path:
     for path in (root / "omniglot" / NAME, root / NAME):
         if path.is_file():
@@ -101,6 +144,13 @@ def lake_runs(
         ValueError: the archive is corrupt or incomplete.
     """
     check_image_size(image_size)
+    if root is not None and not isinstance(root, str | os.PathLike):
+        raise TypeError(
+            f"root must be a path (str or pathlib.Path) or None, got "
+            f"{type(root).__name__} {root!r}."
+        )
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}.")
     path = _archive(data_root(root), download)
     runs = []
     try:
@@ -108,14 +158,7 @@ def lake_runs(
             for run in range(1, RUNS + 1):
                 prefix = f"run{run:02d}"
                 labels = archive.read(f"{prefix}/class_labels.txt").decode()
-                pairs = [m.groups() for m in _LINE.finditer(labels)]
-                if len(pairs) != WAYS:
-                    raise ValueError(
-                        f"{prefix}/class_labels.txt has {len(pairs)} pairs"
-                    )
-                test_labels = torch.zeros(WAYS, dtype=torch.int64)
-                for _, item, cls in pairs:
-                    test_labels[int(item) - 1] = int(cls) - 1
+                test_labels = parse_class_labels(labels, run)
 
                 def load(kind: str, stem: str, prefix: str = prefix) -> torch.Tensor:
                     return torch.stack(
