@@ -74,20 +74,30 @@ notebooks: $(STAMP)
 # every training at 2 steps and every evaluation at 2 episodes but keeps the
 # profile's meta-batch sizes, shots, queries, inner steps and widths. Capped runs
 # keep their checkpoints apart (<profile>-max2); those are removed first, so that
-# every training runs here instead of loading the last dry run's.
+# every training runs here instead of loading the last dry run's. The profiles
+# run side by side, one thread each (the smoke run leaves a core idle); their
+# logs are printed when both are done (also in _build/dryrun-<profile>.log).
 DRYRUN_PROFILES ?= paper gpu
 DRYRUN_STEPS ?= 2
 
 dryrun: $(STAMP)
 	cache=$$($(BIN)/python -c "from metalearn.data.paths import cache_root; print(cache_root())"); \
+	mkdir -p _build; \
 	for profile in $(DRYRUN_PROFILES); do \
-		rm -rf "$$cache/checkpoints/$$profile-max$(DRYRUN_STEPS)"; \
-		echo "== every chapter, profile $$profile, METALEARN_MAX_STEPS=$(DRYRUN_STEPS)"; \
-		OMP_NUM_THREADS=1 METALEARN_PROFILE=$$profile METALEARN_PROGRESS=0 \
+		rm -rf "$$cache/checkpoints/$$profile-max$(DRYRUN_STEPS)" _build/dryrun-$$profile.*; \
+		( status=0; OMP_NUM_THREADS=1 METALEARN_PROFILE=$$profile METALEARN_PROGRESS=0 \
 			METALEARN_MAX_STEPS=$(DRYRUN_STEPS) MPLBACKEND=Agg $(BIN)/python -m pytest \
 			-q -p no:cacheprovider --nbval-lax --nbval-current-env \
-			$(or $(TOC_NOTEBOOKS),chapters); \
-	done
+			$(or $(TOC_NOTEBOOKS),chapters) > _build/dryrun-$$profile.log 2>&1 \
+			|| status=$$?; echo $$status > _build/dryrun-$$profile.status ) & \
+	done; \
+	wait; failed=0; \
+	for profile in $(DRYRUN_PROFILES); do \
+		echo "== every chapter, profile $$profile, METALEARN_MAX_STEPS=$(DRYRUN_STEPS)"; \
+		cat _build/dryrun-$$profile.log; \
+		test "$$(cat _build/dryrun-$$profile.status)" = 0 || failed=1; \
+	done; \
+	exit $$failed
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
