@@ -76,6 +76,23 @@ def test_colab_bootstrap_is_identical_and_points_at_the_repository():
     assert "learn2learn==0.2.0" in source and "--no-deps" in source
 
 
+def test_colab_bootstrap_installs_this_library_version():
+    """The set-up cell installs the release the notebook was executed with.
+
+    Colab would otherwise install whatever the default branch holds later. Tag
+    the release ``v<version>`` when the notebooks are refreshed at it.
+    """
+    import metalearn
+
+    source = "".join(code_cells(load(NOTEBOOKS[0]))[0]["source"])
+    match = re.search(r'VERSION = "([^"]+)"', source)
+    assert match and match.group(1) == metalearn.__version__, (
+        "the set-up cell must install this library version: set VERSION = "
+        f'"{metalearn.__version__}" (and tag v{metalearn.__version__})'
+    )
+    assert 'f"git+{REPOSITORY}@v{VERSION}"' in source
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_shown_figure_is_stored(path):
     """A cell that calls ``plt.show()`` must store its image.

@@ -49,7 +49,14 @@ def test_paper_recipes_follow_the_papers():
 
 def test_the_cpu_loop_rule():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert zoo.prefers_vmap(cpu, "maml", shots=1, queries=1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert zoo.prefers_vmap(cpu, "maml", shots=1, queries=1)
+        torch.set_num_threads(1)  # one thread: vmap does not win (measured)
+        assert not zoo.prefers_vmap(cpu, "maml", shots=1, queries=1)
+    finally:
+        torch.set_num_threads(threads)
     assert not zoo.prefers_vmap(cpu, "maml", shots=5, queries=1)
     assert not zoo.prefers_vmap(cpu, "reptile", shots=10, queries=1)
     assert zoo.prefers_vmap(cuda, "reptile", shots=10, queries=1)

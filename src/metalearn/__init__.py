@@ -8,7 +8,7 @@ One module per idea: :mod:`~metalearn.profiles` (run budgets),
 :mod:`~metalearn.plots`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):

@@ -86,6 +86,17 @@ class Trained:
         """``classify(episode) -> scores`` for :func:`metalearn.evaluate.evaluate`."""
         return self.recipe.classifier(self.model, **options)
 
+    @property
+    def signature(self) -> str:
+        """Which training these weights come from: name, steps and training time.
+
+        The training time is recorded in the checkpoint's history to the
+        microsecond, so two trainings of the same recipe get different
+        signatures; a chapter that records results of this model can store it,
+        and a later chapter re-uses those results only for the same weights.
+        """
+        return f"{self.name}:{self.fitted.steps}:{self.fitted.train_seconds:.6f}"
+
     def summary(self) -> str:
         """Two lines for a chapter: what was trained, how long, how well."""
         fitted = self.fitted
@@ -277,16 +288,20 @@ def prefers_vmap(device: torch.device, method: str, shots: int, queries: int) ->
 
     On a GPU ``vmap`` removes the per-task kernel launches (one H100: MAML 36 ms
     against 615 ms per meta-iteration, Reptile 68 ms against 835 ms). On a
-    2-core CPU it wins only where every task is small: 1-shot MAML/FOMAML with
-    1 query per class (1.14 s against 1.90 s); with 5 shots, 15 queries or
-    Reptile's 10 images per class, the loop is faster (e.g. 5-shot MAML 2.1 s
-    against 3.6-4.0 s, Reptile 1.33 s against 5.12 s), because ``vmap`` turns
-    the per-task convolutions into grouped ones over strided tensors
-    (``benchmarks/maml_step.py``, ``book/performance.md``).
+    2-core CPU with 2 threads it wins only where every task is small: 1-shot
+    MAML/FOMAML with 1 query per class (meta-batch 32: 1.34 s against 1.83 s
+    second-order, 0.63 s against 0.84 s first-order); with 15 queries (9.4 s
+    against 4.8 s), 5 shots or Reptile's 10 images per class (1.33 s against
+    5.12 s for 5 tasks) the loop is faster, because ``vmap`` turns the per-task
+    convolutions into grouped ones over strided tensors. With one thread vmap
+    does not win even for small tasks (1.53 s against 1.56 s second-order, 0.81
+    s against 0.78 s first-order). Measured with ``benchmarks/maml_step.py``
+    (``benchmarks/results/maml_step_auto_cpu.txt``, ``maml_step_cpu_1thread.txt``).
     """
     if device.type != "cpu":
         return True
-    return method in ("maml", "fomaml") and shots == 1 and queries == 1
+    small = method in ("maml", "fomaml") and shots == 1 and queries == 1
+    return small and torch.get_num_threads() > 1
 
 
 @dataclass(frozen=True)
@@ -482,7 +497,9 @@ def _initialisation(method: str, shots: int = 1) -> Callable[[Profile], Any]:
                 train_steps=5,
                 test_steps=10,
                 meta_lr=1.0,
-                val_shots=(1, 5),
+                # Reptile's 10 test steps on 5-shot episodes make validation
+                # costly on a CPU: the shorter profiles validate 1-shot only.
+                val_shots=(1, 5) if profile.name in ("gpu", "paper") else (1,),
             )
         steps = profile.maml_iterations if method == "maml" else (
             profile.fomaml_iterations

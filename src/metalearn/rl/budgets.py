@@ -130,4 +130,13 @@ def budget_for(profile: Profile) -> MetaRLBudget:
     if profile.max_steps is None:
         return budget
     limits = {name: min(getattr(budget, name), profile.max_steps) for name in CAPPED}
+    # The one exception to "a capped run keeps the profile's shapes": Meta-World's
+    # batch of simulated episodes. Under `paper` it is 20 tasks x 10 rollouts x
+    # 500 steps per iteration (hundreds of simulators, minutes per step on a
+    # CPU), so a capped dry run takes the `smoke` sizes for it; the code path is
+    # the same.
+    smoke = BUDGETS["smoke"]
+    for name in ("metaworld_meta_batch", "metaworld_rollouts", "metaworld_horizon",
+                 "metaworld_test_tasks"):
+        limits[name] = min(getattr(budget, name), getattr(smoke, name))
     return dataclasses.replace(budget, **limits)
