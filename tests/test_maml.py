@@ -580,3 +580,26 @@ def test_meta_gradient_in_float32_matches_float64(steps):
     for path in ({"vectorise": True}, {"vectorise": False}):
         _, ours = meta_gradient(model, batch, **path, **kwargs)
         assert relative_error(ours, truth.float()) < 1e-5
+
+
+def test_inner_loop_refuses_what_would_be_silently_wrong():
+    torch.manual_seed(0)
+    model = Conv4(1, 3, hidden=4, image_size=16)
+    params = dict(model.named_parameters())
+    batch = random_batch(1, 3, 1, 1, 16)
+    x, y = batch.support_x[0], batch.support_y[0]
+    kwargs = dict(inner_lr=0.4, steps=1, first_order=True)
+    with pytest.raises(ValueError, match="far beyond any useful step size"):
+        adapt(model, params, {}, x, y, inner_lr=1e308, steps=1, first_order=True)
+    with pytest.raises(ValueError, match="unexpected \\['extra'\\]"):
+        adapt(model, {**params, "extra": torch.zeros(1)}, {}, x, y, **kwargs)
+    with pytest.raises(ValueError, match="missing \\['head.bias'\\]"):
+        adapt(model, {k: v for k, v in params.items() if k != "head.bias"}, {}, x,
+              y, **kwargs)
+    with pytest.raises(ValueError, match="support set is empty"):
+        adapt(model, params, {}, x[:0], y[:0], **kwargs)
+    regression = MLP()
+    tasks = sample_sinusoid_tasks(1, 5, 5, torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="loss_fn=F.mse_loss"):
+        adapt(regression, dict(regression.named_parameters()), {},
+              tasks.support_x[0], tasks.support_y[0], **kwargs)

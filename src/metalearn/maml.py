@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from metalearn.checkpoint import describe_tensor
 from metalearn.checks import check_positive_int
 from metalearn.episodes import Episode, episode_sampler
 from metalearn.models import op_by_op_batch_norm
@@ -56,6 +57,7 @@ Params = dict[str, torch.Tensor]
 # alpha: one positive float (MAML), or one tensor per parameter (Meta-SGD).
 InnerLR = float | Mapping[str, torch.Tensor]
 Step = Callable[[torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+MAX_INNER_LR = 1e3  # a float inner_lr above this is refused (a typo, not a choice)
 
 
 class TaskBatch(Protocol):
@@ -150,10 +152,61 @@ def check_inner_loop(
         raise TypeError(f"inner_lr must be a float{alternative}, got {inner_lr!r}.")
     elif not 0 < inner_lr < math.inf:  # also rejects NaN
         raise ValueError(f"inner_lr (alpha) must be finite and > 0, got {inner_lr}.")
+    elif inner_lr > MAX_INNER_LR:
+        raise ValueError(
+            f"inner_lr (alpha) = {inner_lr:g} is far beyond any useful step size "
+            f"(at most {MAX_INNER_LR:g}; MAML uses 0.4 on Omniglot, 0.01 on "
+            "sinusoids): the inner step would send the weights to infinity."
+        )
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise TypeError(f"steps must be an int, got {steps!r}.")
     if steps < 1:
         raise ValueError(f"steps (inner gradient steps) must be >= 1, got {steps}.")
+
+
+def check_support(
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    loss_fn: LossFn,
+) -> None:
+    """Refuse what would make an inner loop silently wrong (metadata only).
+
+    * ``params`` must name exactly the model's parameters (an extra or missing
+      key would be ignored or fall back to the module's own weights);
+    * the support set must not be empty (no step would be taken);
+    * the default cross-entropy needs integer class labels: float targets
+      (regression) need ``loss_fn=F.mse_loss``, else the loss is nonsense.
+    Under ``torch.func.vmap`` the shapes seen are those of one task.
+    """
+    names = {name for name, _ in model.named_parameters()}
+    if names and set(params) != names:
+        missing, extra = sorted(names - set(params)), sorted(set(params) - names)
+        raise ValueError(
+            "params must have exactly the model's parameter names (pass "
+            f"dict(model.named_parameters())); missing {missing}, unexpected {extra}."
+        )
+    if not isinstance(support_x, torch.Tensor) or not isinstance(
+        support_y, torch.Tensor
+    ):
+        raise TypeError("support_x and support_y must be tensors.")
+    if support_x.dim() == 0 or support_x.shape[0] == 0:
+        raise ValueError(
+            "The support set is empty: a task needs at least one support example "
+            "to adapt on."
+        )
+    if support_x.shape[0] != support_y.shape[0]:
+        raise ValueError(
+            f"support_x has {support_x.shape[0]} examples but support_y "
+            f"{support_y.shape[0]} targets."
+        )
+    if loss_fn is F.cross_entropy and support_y.is_floating_point():
+        raise TypeError(
+            f"support_y is {support_y.dtype} but loss_fn is the default "
+            "cross-entropy, which needs int64 class labels: for regression pass "
+            "loss_fn=F.mse_loss."
+        )
 
 
 def adapt(
@@ -226,6 +279,7 @@ def adapt(
     check_inner_loop(inner_lr, steps, params)
     if not params:
         raise ValueError("params is empty: pass dict(model.named_parameters()).")
+    check_support(model, params, support_x, support_y, loss_fn)
 
     def support_loss(weights: Params) -> torch.Tensor:
         outputs = functional_call(model, (weights, buffers), (support_x,))
@@ -419,9 +473,7 @@ def images_identity(
 ) -> dict[str, object]:
     """The sizes of an episode sampler over ``images``, as recorded in an identity."""
     return {
-        "classes": int(images.shape[0]),
-        "examples": int(images.shape[1]),
-        "image_shape": [int(d) for d in images.shape[2:]],
+        "images": describe_tensor(images),  # shape, dtype and SHA-256
         "tasks": tasks,
         "ways": ways,
         "shots": shots,
