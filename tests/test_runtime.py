@@ -59,6 +59,10 @@ def test_run_header_and_wall_time(capsys):
     header = capsys.readouterr().out
     for field in ("profile : smoke", "device", "torch", "learn2learn", "seed    : 3"):
         assert field in header
+    # the version of the code that ran, not of a stale installed distribution
+    import metalearn
+
+    assert f"metalearn {metalearn.__version__}," in header
     seconds = run.finish()
     assert seconds >= 0 and "wall time" in capsys.readouterr().out
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from metalearn import __version__
 from metalearn.checks import check_seed
 from metalearn.profiles import Profile, get_profile
 
@@ -116,7 +117,7 @@ class Run:
                 f"device  : {device_description(self.device)}",
                 f"versions: torch {torch.__version__}, "
                 f"learn2learn {_version('learn2learn')}, "
-                f"metalearn {_version('metalearn')}, "
+                f"metalearn {__version__}, "
                 f"python {platform.python_version()}",
                 f"seed    : {self.seed}",
                 f"budgets : {self.profile.budgets()}",
