@@ -480,3 +480,26 @@ def check_scores(name: str, scores: object, *, rows: int, ways: int) -> torch.Te
                 f"{name} contain NaN: the model's weights or inputs are not finite."
             )
     return tensor
+
+
+def check_support_and_query(
+    embedding, support_x, support_y, query_x, ways: int
+) -> None:
+    """The inputs of an embedding-based few-shot classifier (ProtoNet, Matching).
+
+    The embedding is a module, ``ways`` a positive int, the images float tensors
+    of at least 2 dims on the embedding's dtype/device, ``support_y`` int64
+    labels covering ``0..ways-1``, one label per support image.
+    """
+    check_module("embedding", embedding)
+    check_positive_int("ways", ways)
+    for name, x in (("support_x", support_x), ("query_x", query_x)):
+        check_float_tensor(
+            name, x, min_dims=2, layout="[examples, C, H, W]", module=embedding
+        )
+    check_labels(support_y, ways, name="support_y", every_class=True)
+    if support_x.shape[0] != support_y.shape[0]:
+        raise ValueError(
+            f"support_x has {support_x.shape[0]} examples but support_y has "
+            f"{support_y.shape[0]} labels."
+        )

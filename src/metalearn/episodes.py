@@ -35,6 +35,7 @@ from metalearn.checks import (
     check_generator,
     check_images,
     check_labels,
+    check_module,
     check_positive_int,
     check_seed,
     check_tensor,
@@ -479,4 +480,18 @@ class FixedEpisodes:
         return (
             f"FixedEpisodes({len(self)} x {self.ways}-way {self.shots}-shot, "
             f"{self.queries} queries/class, seed={self.seed})"
+        )
+
+
+def check_embedded_episode(embedding, episode: object) -> None:
+    """An episode for an embedding: a valid episode whose images the module can take."""
+    check_module("embedding", embedding)
+    check_episode(episode, name="episode")
+    for name in ("support_x", "query_x"):
+        check_float_tensor(
+            f"episode.{name}",
+            getattr(episode, name),
+            min_dims=2,
+            module=embedding,
+            finite=False,
         )

@@ -42,9 +42,13 @@ from metalearn.checks import (
     check_labels,
     check_module,
     check_positive_float,
-    check_positive_int,
+    check_support_and_query,
 )
-from metalearn.episodes import Episode, check_episode, episode_sampler
+from metalearn.episodes import (
+    Episode,
+    check_embedded_episode,
+    episode_sampler,
+)
 from metalearn.protonet import _device_of, squared_distances
 
 #: ``c(f(x), g(x_i))``: the paper's cosine, or minus the squared Euclidean distance.
@@ -198,18 +202,7 @@ def matching_log_probs(
             without support example, sizes that disagree, bad options.
     """
     _check_options(similarity, scale)
-    check_module("embedding", embedding)
-    check_positive_int("ways", ways)
-    for name, x in (("support_x", support_x), ("query_x", query_x)):
-        check_float_tensor(
-            name, x, min_dims=2, layout="[examples, C, H, W]", module=embedding
-        )
-    check_labels(support_y, ways, name="support_y", every_class=True)
-    if support_x.shape[0] != support_y.shape[0]:
-        raise ValueError(
-            f"support_x has {support_x.shape[0]} examples but support_y has "
-            f"{support_y.shape[0]} labels."
-        )
+    check_support_and_query(embedding, support_x, support_y, query_x, ways)
     if support_x.shape[1:] != query_x.shape[1:]:
         raise ValueError(
             f"support_x {tuple(support_x.shape)} and query_x "
@@ -262,16 +255,7 @@ def matching_loss(
             dtype/device differ from the episode's, bad options.
     """
     _check_options(similarity, scale)
-    check_module("embedding", embedding)
-    check_episode(episode, name="episode")
-    for name in ("support_x", "query_x"):
-        check_float_tensor(
-            f"episode.{name}",
-            getattr(episode, name),
-            min_dims=2,
-            module=embedding,
-            finite=False,
-        )
+    check_embedded_episode(embedding, episode)
     return _loss(embedding, episode, similarity, scale)
 
 

@@ -44,9 +44,13 @@ from metalearn.checks import (
     check_float_tensor,
     check_labels,
     check_module,
-    check_positive_int,
+    check_support_and_query,
 )
-from metalearn.episodes import Episode, check_episode, episode_sampler
+from metalearn.episodes import (
+    Episode,
+    check_embedded_episode,
+    episode_sampler,
+)
 
 #: The distances of Snell et al.'s ablation (Table/Fig. on distance choice).
 DISTANCES = ("euclidean", "cosine")
@@ -180,18 +184,7 @@ def _check_inputs(
     ways: int,
 ) -> None:
     """The checks of :func:`protonet_logits` (once per call, on small tensors)."""
-    check_module("embedding", embedding)
-    check_positive_int("ways", ways)
-    for name, x in (("support_x", support_x), ("query_x", query_x)):
-        check_float_tensor(
-            name, x, min_dims=2, layout="[examples, C, H, W]", module=embedding
-        )
-    check_labels(support_y, ways, name="support_y", every_class=True)
-    if support_x.shape[0] != support_y.shape[0]:
-        raise ValueError(
-            f"support_x has {support_x.shape[0]} examples but support_y has "
-            f"{support_y.shape[0]} labels."
-        )
+    check_support_and_query(embedding, support_x, support_y, query_x, ways)
 
 
 def _embed(
@@ -287,16 +280,7 @@ def protonet_loss(
             dtype/device differ from the episode's, an unknown distance.
     """
     _check_distance(distance)
-    check_module("embedding", embedding)
-    check_episode(episode, name="episode")
-    for name in ("support_x", "query_x"):
-        check_float_tensor(
-            f"episode.{name}",
-            getattr(episode, name),
-            min_dims=2,
-            module=embedding,
-            finite=False,
-        )
+    check_embedded_episode(embedding, episode)
     return _loss(embedding, episode, distance)
 
 
