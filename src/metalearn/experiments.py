@@ -230,6 +230,7 @@ def fit(    name: str,
         evaluate=clock.timed_evaluate(evaluate),
         scheduler=scheduler,
         experiment=experiment,
+        announce_finished=False,  # Fitted.report() says it was loaded
     )
     return Fitted(
         name=name,

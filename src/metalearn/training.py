@@ -557,6 +557,7 @@ def train(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     experiment: Any = None,
     progress: bool = True,
+    announce_finished: bool = True,
 ) -> History:
     """Train ``model`` for ``config.steps`` steps, resuming from a checkpoint.
 
@@ -580,6 +581,9 @@ def train(
             resuming with a different one raises ``ValueError``.
         progress: show a tqdm bar with the running metrics, where someone is
             watching (:func:`metalearn.runtime.progress_enabled`).
+        announce_finished: print a line when the checkpoint holds a finished
+            run, so nothing is trained (callers that report it themselves, as
+            :func:`metalearn.experiments.fit` does, pass ``False``).
 
     Returns:
         The :class:`History` of the whole run (including steps before a resume).
@@ -610,11 +614,12 @@ def train(
     state = _start(model, optimiser, step, config, evaluate, scheduler, experiment)
     _resume(state)
     if state.finished and state.saved_step is not None:
-        _say(
-            state,
-            f"Run already finished: loaded step {state.completed} of {config.steps} "
-            f"from {state.path}; nothing to train.",
-        )
+        if announce_finished:
+            _say(
+                state,
+                f"Run already finished: loaded step {state.completed} of "
+                f"{config.steps} from {state.path}; nothing to train.",
+            )
         return state.history
     if state.saved_step is not None:
         _say(
