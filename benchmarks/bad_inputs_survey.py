@@ -136,7 +136,7 @@ def extra_cases():
             "maml.adapt",
             "default cross-entropy on regression",
             default_loss_on_regression,
-            ValueError,
+            TypeError,
             "loss_fn|regression|mse",
         ),
         ("maml.adapt", "empty support set", empty_support, ValueError, "empty|support"),
