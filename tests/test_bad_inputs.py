@@ -492,6 +492,27 @@ CASES = [
         "real numbers",
     ),
     (
+        "median_confidence_interval",
+        "empty",
+        lambda: evaluate.median_confidence_interval([]),
+        ValueError,
+        "at least one value",
+    ),
+    (
+        "median_confidence_interval",
+        "NaN",
+        lambda: evaluate.median_confidence_interval([0.5, NAN, 1.0]),
+        ValueError,
+        "NaN or -inf.*nan_to_num",
+    ),
+    (
+        "median_confidence_interval",
+        "level above 1",
+        lambda: evaluate.median_confidence_interval([0.5, 1.0], level=95),
+        ValueError,
+        "level must be a probability",
+    ),
+    (
         "accuracy",
         "shape",
         lambda: evaluate.accuracy(torch.zeros(3).long(), torch.zeros(4).long()),

@@ -12,6 +12,7 @@ from metalearn.evaluate import (
     evaluate,
     fixed_test_episodes,
     mean_confidence_interval,
+    median_confidence_interval,
 )
 from metalearn.profiles import get_profile
 
@@ -34,6 +35,37 @@ def test_confidence_interval_edge_cases():
         mean_confidence_interval([])
     with pytest.raises(ValueError, match="NaN"):
         mean_confidence_interval([0.1, float("nan")])
+
+
+@pytest.mark.parametrize("n", [6, 7, 20, 101, 600])
+def test_median_interval_uses_the_binomial_order_statistics(n):
+    """The ranks are those of the textbook rule, computed here with scipy."""
+    values = np.random.default_rng(n).exponential(size=n)
+    median, low, high = median_confidence_interval(values.tolist())
+    ranks = [r for r in range(1, n // 2 + 1)
+             if 1 - 2 * stats.binom.cdf(r - 1, n, 0.5) >= 0.95]
+    r = max(ranks)  # the narrowest interval that keeps 95% coverage
+    ordered = np.sort(values)
+    assert median == pytest.approx(np.median(values))
+    assert (low, high) == (ordered[r - 1], ordered[n - r])
+
+
+def test_median_interval_covers_the_median_at_least_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    true_median = np.log(2)  # of the unit exponential
+    covered = [low <= true_median <= high for low, high in (
+        median_confidence_interval(rng.exponential(size=51).tolist())[1:]
+        for _ in range(2000))]
+    assert 0.94 <= np.mean(covered) <= 0.99  # exact coverage here is 0.951
+
+
+def test_median_interval_accepts_diverged_runs_and_refuses_nan():
+    losses = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, math.inf]
+    median, low, high = median_confidence_interval(losses)
+    assert (median, low, high) == (0.5, 0.2, 0.8)  # r = 2 for n = 9 (96.1%)
+    assert all(math.isnan(b) for b in median_confidence_interval([1.0, 2.0])[1:])
+    with pytest.raises(ValueError, match="nan_to_num"):
+        median_confidence_interval([0.1, float("nan")])
 
 
 def test_accuracy_from_labels_and_scores():

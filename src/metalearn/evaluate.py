@@ -86,6 +86,67 @@ def mean_confidence_interval(values: Iterable[float]) -> tuple[float, float]:
     )
 
 
+def median_confidence_interval(
+    values: Iterable[float], level: float = 0.95
+) -> tuple[float, float, float]:
+    """Median and a distribution-free confidence interval for it.
+
+    For a sample of ``n`` values sorted as :math:`x_{(1)} \\le \\dots \\le
+    x_{(n)}`, the interval :math:`[x_{(j)}, x_{(n+1-j)}]` covers the population
+    median with probability :math:`1 - 2\\,P(B \\le j - 1)`,
+    :math:`B \\sim \\mathrm{Binomial}(n, \\tfrac12)`, whatever the distribution
+    (the number of values below the median is such a :math:`B`). The largest
+    ``j`` whose coverage is at least ``level`` is used. This is the statistic
+    for heavy-tailed losses, e.g. fine-tuning runs of which a few diverge:
+    ``+inf`` is accepted and counts as a very large value.
+
+    Returns:
+        ``(median, low, high)``; ``low`` and ``high`` are NaN when ``n`` is too
+        small for any interval of that coverage (``n < 6`` at 95%).
+
+    Raises:
+        TypeError: ``values`` is not an iterable of real numbers.
+        ValueError: no values, a NaN or ``-inf``, or ``level`` outside (0, 1).
+    """
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise TypeError(
+            f"values must be an iterable of numbers, got {type(values).__name__}."
+        )
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not (
+        0.0 < level < 1.0
+    ):
+        raise ValueError(f"level must be a probability in (0, 1), got {level!r}.")
+    if isinstance(values, torch.Tensor):
+        values = values.flatten().tolist()
+    values = list(values)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"values must be real numbers, got {type(value).__name__} {value!r}."
+            )
+    if not values:
+        raise ValueError("Need at least one value to compute a median.")
+    if any(math.isnan(v) or v == -math.inf for v in values):
+        raise ValueError(
+            "values contain NaN or -inf; a diverged loss should be +inf "
+            "(e.g. torch.nan_to_num(losses, nan=math.inf))."
+        )
+    data = sorted(float(v) for v in values)
+    n = len(data)
+    middle = n // 2
+    median = data[middle] if n % 2 else (data[middle - 1] + data[middle]) / 2
+    # P(B <= k) for B ~ Binomial(n, 1/2), in exact integer arithmetic.
+    tail, j, total = 0, 0, 2**n
+    while j < n // 2:
+        tail += math.comb(n, j)  # now P(B <= j) * 2**n
+        if 1 - 2 * tail / total < level:
+            break
+        j += 1
+    if j == 0:
+        return median, math.nan, math.nan
+    return median, data[j - 1], data[n - j]
+
+
 def accuracy(
     predictions: torch.Tensor, targets: torch.Tensor, *, ways: int | None = None
 ) -> float:
