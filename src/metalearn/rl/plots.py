@@ -69,6 +69,11 @@ def plot_trajectories(
 ) -> Figure:
     """The paths of ``rollouts`` episodes of one task, for each batch.
 
+    Each episode is a thin line (a Gaussian policy's paths are noisy); the
+    thick line of the same colour is their mean position at every time step,
+    the path the policy heads along. The goal is always inside the axes, and
+    the legend sits below them so that it hides no path.
+
     Args:
         batches: e.g. ``{"before adaptation": t0, "after 1 step": t1, ...}``.
         goal: ``[2]``, the task's goal.
@@ -80,17 +85,21 @@ def plot_trajectories(
     for (label, batch), colour in zip(batches.items(), plt.cm.viridis(
             torch.linspace(0.0, 0.85, len(batches)).tolist()), strict=True):
         paths = batch.observations[task, :rollouts].detach().cpu()  # [r, H, 2]
-        for k, path in enumerate(paths):
-            ax.plot(path[:, 0], path[:, 1], color=colour, lw=1.2, alpha=0.8,
-                    label=label if k == 0 else None)
-    ax.scatter([float(goal[0])], [float(goal[1])], marker="*", s=160,
-               color="tab:red", label="goal", zorder=3)
+        for path in paths:
+            ax.plot(path[:, 0], path[:, 1], color=colour, lw=0.6, alpha=0.35)
+        mean = paths.mean(dim=0)  # [H, 2]
+        ax.plot(mean[:, 0], mean[:, 1], color=colour, lw=2.5, label=label)
+    ax.scatter([float(goal[0])], [float(goal[1])], marker="*", s=220,
+               color="tab:red", edgecolor="black", label="goal", zorder=3)
     ax.scatter([0.0], [0.0], marker="o", s=40, color="black", zorder=3)
+    ax.update_datalim([(float(goal[0]), float(goal[1])), (0.0, 0.0)])
+    ax.autoscale_view()
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.set_aspect("equal")
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_title(title or "rollouts as the policy adapts")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=2, frameon=False)
     return fig
 
 
