@@ -53,14 +53,11 @@ class Accuracy:
         return f"{100 * self.mean:.2f} ± {100 * self.ci95:.2f} %"
 
 
-def mean_confidence_interval(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and 95% CI half-width ``1.96 * s / sqrt(n)`` (``s`` with ``ddof=1``).
-
-    With one value the half-width is NaN (no spread can be estimated).
+def _real_values(values: Iterable[float]) -> list[float]:
+    """``values`` as a list of real numbers (a tensor is flattened).
 
     Raises:
         TypeError: ``values`` is not an iterable of real numbers.
-        ValueError: fewer than one value, or a value that is not finite.
     """
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise TypeError(
@@ -74,6 +71,19 @@ def mean_confidence_interval(values: Iterable[float]) -> tuple[float, float]:
             raise TypeError(
                 f"values must be real numbers, got {type(value).__name__} {value!r}."
             )
+    return values
+
+
+def mean_confidence_interval(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and 95% CI half-width ``1.96 * s / sqrt(n)`` (``s`` with ``ddof=1``).
+
+    With one value the half-width is NaN (no spread can be estimated).
+
+    Raises:
+        TypeError: ``values`` is not an iterable of real numbers.
+        ValueError: fewer than one value, or a value that is not finite.
+    """
+    values = _real_values(values)
     data = torch.as_tensor(values, dtype=torch.float64)
     if data.numel() == 0:
         raise ValueError("Need at least one value to compute a mean.")
@@ -108,22 +118,11 @@ def median_confidence_interval(
         TypeError: ``values`` is not an iterable of real numbers.
         ValueError: no values, a NaN or ``-inf``, or ``level`` outside (0, 1).
     """
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise TypeError(
-            f"values must be an iterable of numbers, got {type(values).__name__}."
-        )
+    values = _real_values(values)
     if isinstance(level, bool) or not isinstance(level, numbers.Real) or not (
         0.0 < level < 1.0
     ):
         raise ValueError(f"level must be a probability in (0, 1), got {level!r}.")
-    if isinstance(values, torch.Tensor):
-        values = values.flatten().tolist()
-    values = list(values)
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(
-                f"values must be real numbers, got {type(value).__name__} {value!r}."
-            )
     if not values:
         raise ValueError("Need at least one value to compute a median.")
     if any(math.isnan(v) or v == -math.inf for v in values):
