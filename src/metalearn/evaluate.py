@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import statistics
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 
@@ -131,9 +132,7 @@ def median_confidence_interval(
             "(e.g. torch.nan_to_num(losses, nan=math.inf))."
         )
     data = sorted(float(v) for v in values)
-    n = len(data)
-    middle = n // 2
-    median = data[middle] if n % 2 else (data[middle - 1] + data[middle]) / 2
+    n, median = len(data), statistics.median(data)
     # P(B <= k) for B ~ Binomial(n, 1/2), in exact integer arithmetic.
     tail, j, total = 0, 0, 2**n
     while j < n // 2:
